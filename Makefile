@@ -1,0 +1,35 @@
+# gopd: the two promises of the README.
+#   make demo   installs what is missing, builds, runs the main job on built-in data
+#   make test   installs what is missing, builds, passes the whole test suite
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD_DIR ?= build
+CMAKE_FLAGS ?=
+
+.PHONY: all setup configure build test demo bench format clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+configure:
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) > /dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: setup build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+demo: setup build
+	@bash scripts/demo.sh $(BUILD_DIR)/bin/gopd
+
+bench: setup build
+	@bash scripts/bench.sh $(BUILD_DIR)/bin/gopd
+
+format:
+	@find include src tests bench kernels -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' \
+	  | xargs -r clang-format -i
+
+clean:
+	@rm -rf $(BUILD_DIR)

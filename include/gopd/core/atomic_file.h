@@ -1,0 +1,34 @@
+// Writes a file so that readers see either nothing or the whole of it: the content goes to
+// a temporary name in the same directory and is renamed over the target on commit(). If the
+// writer is destroyed without commit() (an exception unwound past it), the temporary is
+// removed, so a failed command leaves no half-written output.
+#pragma once
+
+#include <fstream>
+#include <string>
+
+namespace gopd::core {
+
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(std::string path);  // throws Error (exit 1) if it cannot create
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  std::ostream& stream() { return stream_; }
+  void commit();  // flush, fsync-free close, rename onto the target
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::string temp_path_;
+  std::ofstream stream_;
+  bool committed_ = false;
+};
+
+// Convenience: the whole content at once.
+void write_file_atomically(const std::string& path, const std::string& content);
+
+}  // namespace gopd::core

@@ -1,0 +1,190 @@
+// Typed job configuration: one struct per YAML section of DESIGN.md, defaults from the
+// papers (G-OPD: arXiv 2602.12125 §5 setup; GRPO/DAPO; LENS: arXiv 2601.21244), one
+// `visit()` listing the fields and one `validate()` for checks that span fields.
+// Sections whose features arrive later are declared in full now so configs are stable.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gopd/core/config_visitor.h"
+
+namespace gopd::core {
+
+inline const std::vector<std::string> kAlgorithms = {"opd", "gopd", "sft", "grpo", "lens"};
+inline const std::vector<std::string> kDtypes = {"float32", "bfloat16", "float16"};
+
+struct RunConfig {
+  std::string name = "gopd-run";  // run directory = output_dir/name
+  std::string output_dir = "runs";
+  int64_t seed = 42;
+  int64_t threads = 0;          // LibTorch intra-op threads; 0 = all cores
+  std::string device = "auto";  // auto | cpu | cuda
+  std::string log_level = "info";
+  int64_t log_every = 1;  // steps between console/metrics lines
+  void visit(ConfigVisitor& visitor);
+  void validate() const;
+};
+
+struct StudentConfig {
+  std::string path;                  // Hugging Face model directory
+  std::string dtype = "float32";     // weights; bf16 halves memory at some precision cost
+  std::string chat_format = "auto";  // auto = from tokenizer_config.json
+  bool gradient_checkpointing = false;
+  void visit(ConfigVisitor& visitor);
+  void validate() const;
+};
+
+struct TeacherConfig {
+  std::string path;
+  std::optional<double> lambda;    // overrides gopd.lambda for this teacher's records
+  std::string reference;           // overrides the shared reference ("" = shared)
+  std::string dtype = "bfloat16";  // teachers are inference-only
+  void visit(ConfigVisitor& visitor);
+};
+
+struct ReferenceConfig {
+  // `student_init` = the student's initial weights (G-OPD default); a model directory
+  // otherwise, e.g. the teacher's pre-RL base for reward correction.
+  std::string path = "student_init";
+  std::string dtype = "bfloat16";
+  void visit(ConfigVisitor& visitor);
+};
+
+struct GopdConfig {
+  std::optional<double> lambda;             // resolved: 1.25 for gopd (ExOPD), 1.0 for opd
+  std::string objective = "sampled_token";  // sampled_token | full_vocab | top_k
+  int64_t top_k = 64;                       // teacher tokens kept by the top_k objective
+  double importance_cap = 5.0;  // C in w_t = min(exp(log π_old_train − log π_rollout), C)
+  void visit(ConfigVisitor& visitor);
+};
+
+struct GrpoConfig {
+  double clip_low = 0.2;      // ε_low of the PPO clipped surrogate
+  double clip_high = 0.2;     // ε_high; DAPO's clip-higher uses 0.28
+  double kl_beta = 0.0;       // β of the k3 KL penalty to the reference
+  bool std_normalize = true;  // false = Dr. GRPO (no division by the group std)
+  double epsilon = 1e-6;      // added to the group std
+  void visit(ConfigVisitor& visitor);
+};
+
+struct LensConfig {
+  double tau = 0.5;     // purify prompts whose success rate is below τ
+  double gamma = 0.05;  // fraction of prompt tokens deleted (top interference)
+  std::string score =
+      "initial_policy";     // π_ref of the interference score: initial_policy | reference
+  int64_t max_replace = 0;  // transferred rollouts per group; 0 = as many as failed
+  std::string weight_scheme = "crpo";  // crpo | uniform
+  void visit(ConfigVisitor& visitor);
+};
+
+struct DataConfig {
+  std::string train_file;  // JSONL dataset
+  std::string eval_file;   // optional held-out JSONL
+  bool shuffle = true;
+  int64_t max_prompt_tokens = 1024;  // longer prompts are skipped with a warning
+  void visit(ConfigVisitor& visitor);
+};
+
+struct RolloutConfig {
+  int64_t batch_prompts = 1024;  // prompts per step (paper: 1024)
+  int64_t n = 1;                 // samples per prompt (paper OPD: 1; GRPO: a group)
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int64_t top_k = 0;   // 0 = off
+  double min_p = 0.0;  // 0 = off
+  int64_t max_new_tokens = 16384;
+  std::vector<std::string> stop;  // stop strings, on top of the model's eos tokens
+  int64_t micro_batch_size = 0;   // sequences sampled at once; 0 = all
+  int64_t prefill_chunk = 0;      // tokens per prefill chunk; 0 = whole prompts
+  void visit(ConfigVisitor& visitor);
+};
+
+struct OptimConfig {
+  double lr = 1e-5;  // paper: 1e-5 constant
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+  std::string schedule = "constant";  // constant | linear | cosine
+  int64_t warmup_steps = 0;
+  double min_lr_ratio = 0.0;     // floor of linear/cosine decay, as a fraction of lr
+  double grad_clip = 1.0;        // global-norm clip; 0 = off
+  int64_t ppo_epochs = 1;        // passes over each batch; > 1 switches to the clipped surrogate
+  int64_t mini_batches = 1;      // optimizer steps per batch; > 1 also clips
+  int64_t micro_batch_size = 8;  // sequences per forward/backward (gradient accumulation)
+  void visit(ConfigVisitor& visitor);
+};
+
+struct TrainConfig {
+  int64_t epochs = 3;                   // paper: 3
+  int64_t max_steps = 0;                // 0 = run all epochs
+  int64_t eval_every = 0;               // steps; 0 = only at the end
+  int64_t save_every = 0;               // steps; 0 = only at the end
+  int64_t keep_last = 2;                // checkpoints kept
+  std::string loss_agg = "token_mean";  // token_mean | seq_mean_token_mean | seq_mean_token_sum
+  int64_t max_nonfinite_steps = 3;      // this many skipped updates in a row stop the run
+  void visit(ConfigVisitor& visitor);
+};
+
+struct CodeRewardConfig {
+  std::string python = "python3";
+  double timeout_s = 5.0;   // wall clock per test
+  int64_t memory_mb = 512;  // address-space limit
+  int64_t max_output_kb = 64;
+  int64_t max_processes = 16;
+  bool all_or_nothing = true;      // false = reward is the fraction of tests passed
+  bool allow_unsandboxed = false;  // run without bubblewrap (loud warning)
+  void visit(ConfigVisitor& visitor);
+};
+
+struct RewardConfig {
+  std::string type = "math";   // math | code | task
+  double format_weight = 0.0;  // weight of the optional format reward
+  int64_t workers = 0;         // verifier threads; 0 = all cores
+  CodeRewardConfig code;
+  void visit(ConfigVisitor& visitor);
+};
+
+struct EvalConfig {
+  std::string data;          // "" = data.eval_file
+  int64_t samples = 1;       // K of avg@K / pass@K
+  double temperature = 0.0;  // 0 = greedy
+  double top_p = 1.0;
+  int64_t max_new_tokens = 1024;
+  void visit(ConfigVisitor& visitor);
+};
+
+struct KernelsConfig {
+  std::string impl = "fused";  // fused | reference
+  void visit(ConfigVisitor& visitor);
+};
+
+struct Config {
+  std::string algorithm = "gopd";
+  RunConfig run;
+  StudentConfig student;
+  std::map<std::string, TeacherConfig> teachers;
+  ReferenceConfig reference;
+  GopdConfig gopd;
+  GrpoConfig grpo;
+  LensConfig lens;
+  DataConfig data;
+  RolloutConfig rollout;
+  OptimConfig optim;
+  TrainConfig train;
+  RewardConfig reward;
+  EvalConfig eval;
+  KernelsConfig kernels;
+
+  void visit(ConfigVisitor& visitor);
+  // Fills values whose default depends on other fields (gopd.lambda).
+  void resolve();
+  // Cross-field checks; throws ConfigIssue naming the key path.
+  void validate() const;
+};
+
+}  // namespace gopd::core

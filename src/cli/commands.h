@@ -1,0 +1,22 @@
+// The subcommands of the `gopd` executable. Each add_* function declares its options on a
+// CLI11 subcommand and returns the action to run when that subcommand was chosen; main()
+// parses, runs the chosen action and maps errors to exit codes.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+namespace gopd::cli {
+
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<void()> run;
+};
+
+std::vector<Command> add_config_commands(CLI::App& parent);  // config check, config show
+Command add_data_command(CLI::App& parent);
+Command add_reward_command(CLI::App& parent);
+
+}  // namespace gopd::cli

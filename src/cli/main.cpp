@@ -1,0 +1,81 @@
+// Entry point of the `gopd` executable: global options (--log-level, --threads, --version),
+// subcommand dispatch, and the mapping of every failure to one clear line on stderr and
+// the exit codes of DESIGN.md (0 success, 1 runtime failure, 2 bad usage/config/input).
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "cli/commands.h"
+#include "gopd/core/error.h"
+#include "gopd/core/logging.h"
+#include "gopd/core/runtime.h"
+
+namespace {
+
+void print_version() {
+  std::cout << "gopd " << GOPD_VERSION << "\n"
+            << "libtorch " << gopd::core::torch_version() << "\n"
+            << "cuda " << (gopd::core::cuda_available() ? "available" : "not available")
+            << " (gopd CUDA kernels " << (GOPD_WITH_CUDA ? "built" : "not built") << ")\n"
+            << "threads " << gopd::core::current_threads() << "\n";
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"gopd: on-policy training of language models (G-OPD/ExOPD distillation, GRPO, LENS)",
+               "gopd"};
+  app.fallthrough();  // global options are accepted after the subcommand too
+  app.require_subcommand(0, 1);
+  std::string log_level = "info";
+  int64_t threads = 0;
+  bool version = false;
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  app.add_option("--threads", threads, "LibTorch intra-op threads (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--version", version, "print versions, CUDA availability and thread count");
+
+  std::vector<gopd::cli::Command> commands = gopd::cli::add_config_commands(app);
+  commands.push_back(gopd::cli::add_data_command(app));
+  commands.push_back(gopd::cli::add_reward_command(app));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& help) {
+    return app.exit(help);
+  } catch (const CLI::CallForAllHelp& help) {
+    return app.exit(help);
+  } catch (const CLI::ParseError& error) {
+    app.exit(error);  // prints CLI11's message and the usage hint
+    return static_cast<int>(gopd::core::ExitCode::kBadInput);
+  }
+
+  gopd::core::init_logging(log_level);
+  gopd::core::set_threads(threads);
+  if (version) {
+    print_version();
+    return 0;
+  }
+  for (const auto& command : commands) {
+    if (command.app->parsed()) {
+      command.run();
+      return 0;
+    }
+  }
+  std::cerr << app.help() << "error: choose a subcommand\n";
+  return static_cast<int>(gopd::core::ExitCode::kBadInput);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const gopd::core::Error& error) {
+    std::cerr << "error: " << error.what() << "\n";
+    return error.exit_code();
+  } catch (const std::exception& error) {
+    std::cerr << "error: internal failure: " << error.what() << "\n";
+    return static_cast<int>(gopd::core::ExitCode::kRuntimeFailure);
+  }
+}

@@ -1,0 +1,59 @@
+// Implements AtomicFileWriter: temp file beside the target, rename on commit.
+#include "gopd/core/atomic_file.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "gopd/core/error.h"
+
+namespace gopd::core {
+
+AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
+  const std::filesystem::path target(path_);
+  if (target.has_parent_path()) {
+    std::error_code error;
+    std::filesystem::create_directories(target.parent_path(), error);
+    if (error) {
+      throw_runtime_failure(path_ + ": cannot create directory " + target.parent_path().string() +
+                            ": " + error.message());
+    }
+  }
+  // The pid keeps two processes writing the same target from sharing a temporary.
+  temp_path_ = path_ + ".tmp." + std::to_string(::getpid());
+  stream_.open(temp_path_, std::ios::binary | std::ios::trunc);
+  if (!stream_) throw_runtime_failure(path_ + ": cannot open " + temp_path_ + " for writing");
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (!committed_) {
+    stream_.close();
+    std::remove(temp_path_.c_str());
+  }
+}
+
+void AtomicFileWriter::commit() {
+  stream_.flush();
+  const bool ok = static_cast<bool>(stream_);
+  stream_.close();
+  if (!ok || stream_.fail()) {
+    std::remove(temp_path_.c_str());
+    committed_ = true;
+    throw_runtime_failure(path_ + ": write failed (disk full?)");
+  }
+  if (std::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+    std::remove(temp_path_.c_str());
+    committed_ = true;
+    throw_runtime_failure(path_ + ": cannot rename " + temp_path_ + " onto it");
+  }
+  committed_ = true;
+}
+
+void write_file_atomically(const std::string& path, const std::string& content) {
+  AtomicFileWriter writer(path);
+  writer.stream() << content;
+  writer.commit();
+}
+
+}  // namespace gopd::core

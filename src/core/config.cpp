@@ -1,0 +1,244 @@
+// The config schema: field lists (visit), dependent defaults (resolve) and cross-field
+// checks (validate). Per-field type and range checks happen in the reader, driven by the
+// rules given here.
+#include "gopd/core/config.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "gopd/core/logging.h"
+
+namespace gopd::core {
+namespace {
+
+std::string format_number(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", value);
+  return buffer;
+}
+
+}  // namespace
+
+bool NumberRule::allows(double value) const {
+  if (!std::isfinite(value)) return false;
+  if (min_inclusive ? value < min : value <= min) return false;
+  if (max_inclusive ? value > max : value >= max) return false;
+  return true;
+}
+
+std::string NumberRule::describe(bool integer) const {
+  const std::string noun = integer ? "an integer" : "a number";
+  const bool has_min = std::isfinite(min);
+  const bool has_max = std::isfinite(max);
+  if (has_min && has_max) {
+    return noun + " in " + (min_inclusive ? "[" : "(") + format_number(min) + ", " +
+           format_number(max) + (max_inclusive ? "]" : ")");
+  }
+  if (has_min) {
+    if (min == 0.0 && !min_inclusive) return integer ? "a positive integer" : "a positive number";
+    return noun + (min_inclusive ? " >= " : " > ") + format_number(min);
+  }
+  if (has_max) return noun + (max_inclusive ? " <= " : " < ") + format_number(max);
+  return noun;
+}
+
+void RunConfig::visit(ConfigVisitor& v) {
+  v.field("name", name, StringRule::non_empty());
+  v.field("output_dir", output_dir, StringRule::non_empty());
+  v.field("seed", seed, NumberRule::non_negative());
+  v.field("threads", threads, NumberRule::non_negative());
+  v.field("device", device, StringRule::one_of({"auto", "cpu", "cuda"}));
+  v.field("log_level", log_level,
+          StringRule::one_of({std::begin(kLogLevels), std::end(kLogLevels)}));
+  v.field("log_every", log_every, NumberRule::at_least(1));
+}
+
+void RunConfig::validate() const {
+  if (name.find('/') != std::string::npos || name == "." || name == "..") {
+    config_issue("run.name", "expected a plain directory name (no '/'), got \"" + name + "\"");
+  }
+}
+
+void StudentConfig::visit(ConfigVisitor& v) {
+  v.field("path", path, StringRule::any());
+  v.field("dtype", dtype, StringRule::one_of(kDtypes));
+  v.field("chat_format", chat_format,
+          StringRule::one_of({"auto", "qwen3", "qwen3_no_think", "chatml", "llama3", "none"}));
+  v.field("gradient_checkpointing", gradient_checkpointing);
+}
+
+void TeacherConfig::visit(ConfigVisitor& v) {
+  v.field("path", path, StringRule::non_empty());
+  v.field("lambda", lambda, NumberRule::non_negative());
+  v.field("reference", reference, StringRule::any());
+  v.field("dtype", dtype, StringRule::one_of(kDtypes));
+}
+
+void ReferenceConfig::visit(ConfigVisitor& v) {
+  v.field("path", path, StringRule::non_empty());
+  v.field("dtype", dtype, StringRule::one_of(kDtypes));
+}
+
+void GopdConfig::visit(ConfigVisitor& v) {
+  v.field("lambda", lambda, NumberRule::non_negative());
+  v.field("objective", objective, StringRule::one_of({"sampled_token", "full_vocab", "top_k"}));
+  v.field("top_k", top_k, NumberRule::at_least(1));
+  v.field("importance_cap", importance_cap, NumberRule::at_least(1));
+}
+
+void GrpoConfig::visit(ConfigVisitor& v) {
+  v.field("clip_low", clip_low, NumberRule::range(0, 1, false, false));
+  v.field("clip_high", clip_high, NumberRule::positive());
+  v.field("kl_beta", kl_beta, NumberRule::non_negative());
+  v.field("std_normalize", std_normalize);
+  v.field("epsilon", epsilon, NumberRule::positive());
+}
+
+void LensConfig::visit(ConfigVisitor& v) {
+  v.field("tau", tau, NumberRule::range(0, 1, false, true));
+  v.field("gamma", gamma, NumberRule::range(0, 1, false, false));
+  v.field("score", score, StringRule::one_of({"initial_policy", "reference"}));
+  v.field("max_replace", max_replace, NumberRule::non_negative());
+  v.field("weight_scheme", weight_scheme, StringRule::one_of({"crpo", "uniform"}));
+}
+
+void DataConfig::visit(ConfigVisitor& v) {
+  v.field("train_file", train_file, StringRule::any());
+  v.field("eval_file", eval_file, StringRule::any());
+  v.field("shuffle", shuffle);
+  v.field("max_prompt_tokens", max_prompt_tokens, NumberRule::at_least(1));
+}
+
+void RolloutConfig::visit(ConfigVisitor& v) {
+  v.field("batch_prompts", batch_prompts, NumberRule::at_least(1));
+  v.field("n", n, NumberRule::at_least(1));
+  v.field("temperature", temperature, NumberRule::non_negative());
+  v.field("top_p", top_p, NumberRule::range(0, 1, false, true));
+  v.field("top_k", top_k, NumberRule::non_negative());
+  v.field("min_p", min_p, NumberRule::range(0, 1, true, false));
+  v.field("max_new_tokens", max_new_tokens, NumberRule::at_least(1));
+  v.field("stop", stop);
+  v.field("micro_batch_size", micro_batch_size, NumberRule::non_negative());
+  v.field("prefill_chunk", prefill_chunk, NumberRule::non_negative());
+}
+
+void OptimConfig::visit(ConfigVisitor& v) {
+  v.field("lr", lr, NumberRule::positive());
+  v.field("beta1", beta1, NumberRule::range(0, 1, true, false));
+  v.field("beta2", beta2, NumberRule::range(0, 1, true, false));
+  v.field("eps", eps, NumberRule::positive());
+  v.field("weight_decay", weight_decay, NumberRule::non_negative());
+  v.field("schedule", schedule, StringRule::one_of({"constant", "linear", "cosine"}));
+  v.field("warmup_steps", warmup_steps, NumberRule::non_negative());
+  v.field("min_lr_ratio", min_lr_ratio, NumberRule::range(0, 1, true, true));
+  v.field("grad_clip", grad_clip, NumberRule::non_negative());
+  v.field("ppo_epochs", ppo_epochs, NumberRule::at_least(1));
+  v.field("mini_batches", mini_batches, NumberRule::at_least(1));
+  v.field("micro_batch_size", micro_batch_size, NumberRule::at_least(1));
+}
+
+void TrainConfig::visit(ConfigVisitor& v) {
+  v.field("epochs", epochs, NumberRule::at_least(1));
+  v.field("max_steps", max_steps, NumberRule::non_negative());
+  v.field("eval_every", eval_every, NumberRule::non_negative());
+  v.field("save_every", save_every, NumberRule::non_negative());
+  v.field("keep_last", keep_last, NumberRule::at_least(1));
+  v.field("loss_agg", loss_agg,
+          StringRule::one_of({"token_mean", "seq_mean_token_mean", "seq_mean_token_sum"}));
+  v.field("max_nonfinite_steps", max_nonfinite_steps, NumberRule::at_least(1));
+}
+
+void CodeRewardConfig::visit(ConfigVisitor& v) {
+  v.field("python", python, StringRule::non_empty());
+  v.field("timeout_s", timeout_s, NumberRule::positive());
+  v.field("memory_mb", memory_mb, NumberRule::at_least(16));
+  v.field("max_output_kb", max_output_kb, NumberRule::at_least(1));
+  v.field("max_processes", max_processes, NumberRule::at_least(1));
+  v.field("all_or_nothing", all_or_nothing);
+  v.field("allow_unsandboxed", allow_unsandboxed);
+}
+
+void RewardConfig::visit(ConfigVisitor& v) {
+  v.field("type", type, StringRule::one_of({"math", "code", "task"}));
+  v.field("format_weight", format_weight, NumberRule::range(0, 1, true, true));
+  v.field("workers", workers, NumberRule::non_negative());
+  visit_section(v, "code", code);
+}
+
+void EvalConfig::visit(ConfigVisitor& v) {
+  v.field("data", data, StringRule::any());
+  v.field("samples", samples, NumberRule::at_least(1));
+  v.field("temperature", temperature, NumberRule::non_negative());
+  v.field("top_p", top_p, NumberRule::range(0, 1, false, true));
+  v.field("max_new_tokens", max_new_tokens, NumberRule::at_least(1));
+}
+
+void KernelsConfig::visit(ConfigVisitor& v) {
+  v.field("impl", impl, StringRule::one_of({"fused", "reference"}));
+}
+
+void Config::visit(ConfigVisitor& v) {
+  v.field("algorithm", algorithm, StringRule::one_of(kAlgorithms));
+  visit_section(v, "run", run);
+  visit_section(v, "student", student);
+  v.teachers("teachers", teachers);
+  visit_section(v, "reference", reference);
+  visit_section(v, "gopd", gopd);
+  visit_section(v, "grpo", grpo);
+  visit_section(v, "lens", lens);
+  visit_section(v, "data", data);
+  visit_section(v, "rollout", rollout);
+  visit_section(v, "optim", optim);
+  visit_section(v, "train", train);
+  visit_section(v, "reward", reward);
+  visit_section(v, "eval", eval);
+  visit_section(v, "kernels", kernels);
+}
+
+void Config::resolve() {
+  // G-OPD: λ = 1 is standard OPD; the paper's ExOPD default is λ = 1.25.
+  if (!gopd.lambda) gopd.lambda = algorithm == "opd" ? 1.0 : 1.25;
+}
+
+void Config::validate() const {
+  run.validate();
+  const bool distills = algorithm == "opd" || algorithm == "gopd";
+  const bool group_rl = algorithm == "grpo" || algorithm == "lens";
+  if (student.path.empty()) {
+    config_issue("student.path", "required: the student model directory (Hugging Face layout)");
+  }
+  if (data.train_file.empty()) config_issue("data.train_file", "required: a JSONL dataset");
+  if (algorithm == "opd" && gopd.lambda && *gopd.lambda != 1.0) {
+    config_issue("gopd.lambda",
+                 "algorithm opd is G-OPD with lambda = 1; use algorithm: gopd "
+                 "for lambda = " +
+                     format_number(*gopd.lambda));
+  }
+  if (distills && teachers.empty()) {
+    config_issue("teachers", "algorithm " + algorithm + " needs at least one teacher");
+  }
+  if (algorithm == "opd") {
+    for (const auto& [name, teacher] : teachers) {
+      if (teacher.lambda && *teacher.lambda != 1.0) {
+        config_issue("teachers." + name + ".lambda",
+                     "algorithm opd fixes lambda = 1; use algorithm: gopd for per-teacher lambda");
+      }
+    }
+  }
+  if (group_rl && rollout.n < 2) {
+    config_issue("rollout.n", "algorithm " + algorithm +
+                                  " needs a group of at least 2 rollouts per prompt, got " +
+                                  std::to_string(rollout.n));
+  }
+  if (gopd.objective == "top_k" && gopd.top_k < 1) {
+    config_issue("gopd.top_k", "the top_k objective needs top_k >= 1");
+  }
+  if (optim.mini_batches > rollout.batch_prompts * rollout.n) {
+    config_issue("optim.mini_batches", "expected at most rollout.batch_prompts * rollout.n = " +
+                                           std::to_string(rollout.batch_prompts * rollout.n) +
+                                           " mini-batches, got " +
+                                           std::to_string(optim.mini_batches));
+  }
+}
+
+}  // namespace gopd::core
