@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "gopd/core/progress.h"
 #include "gopd/data/jsonl.h"
 #include "gopd/reward/response_scoring.h"
 
@@ -35,14 +36,19 @@ Command add_reward_command(CLI::App& parent) {
       ->capture_default_str();
 
   return {command, [options] {
+            const std::vector<data::JsonlLine> lines = data::read_jsonl(options->input);
             std::vector<nlohmann::json> scored;
             double total = 0.0;
-            for (const data::JsonlLine& line : data::read_jsonl(options->input)) {
+            core::Progress progress("reward", static_cast<int64_t>(lines.size()), stderr, -1, 10,
+                                    /*quiet_seconds=*/2.0);
+            for (const data::JsonlLine& line : lines) {
               scored.push_back(reward::score_line(options->type, line.value,
                                                   options->input + ":" + std::to_string(line.line),
                                                   options->response_field));
               total += scored.back()["reward"].get<double>();
+              progress.advance();
             }
+            progress.finish();
             if (options->output.empty()) {
               for (const auto& line : scored) std::cout << line.dump() << '\n';
             } else {

@@ -8,12 +8,13 @@
 namespace gopd::core {
 
 Progress::Progress(std::string label, int64_t total, std::FILE* stream, int interactive,
-                   int64_t plain_every_percent)
+                   int64_t plain_every_percent, double quiet_seconds)
     : label_(std::move(label)),
       total_(std::max<int64_t>(total, 1)),
       stream_(stream),
       interactive_(interactive < 0 ? ::isatty(::fileno(stream)) != 0 : interactive != 0),
       plain_every_percent_(std::max<int64_t>(plain_every_percent, 1)),
+      quiet_seconds_(quiet_seconds),
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
@@ -35,6 +36,9 @@ void Progress::render(bool final_line) {
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const int64_t percent = done_ * 100 / total_;
   const double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0.0;
+  // A loop that ends inside the quiet period shows nothing at all.
+  if (elapsed < quiet_seconds_ && !(final_line && shown_)) return;
+  shown_ = true;
   if (interactive_) {
     // Redraw at most ~10 times a second; a bar of 30 cells.
     if (!final_line && now - last_draw_ < std::chrono::milliseconds(100)) return;

@@ -94,6 +94,17 @@ TEST(Progress, InteractiveModeRedrawsOneLine) {
   EXPECT_NE(text.find("[##############################] 4/4 100%"), std::string::npos) << text;
 }
 
+TEST(Progress, ShortLoopsStaySilent) {
+  std::FILE* file = std::tmpfile();
+  ASSERT_NE(file, nullptr);
+  {
+    Progress progress("gen", 100, file, /*interactive=*/0, 10, /*quiet_seconds=*/60.0);
+    for (int i = 0; i < 100; ++i) progress.advance();
+  }
+  EXPECT_EQ(std::ftell(file), 0);
+  std::fclose(file);
+}
+
 TEST(Rng, IsDeterministicAndUniformEnough) {
   Rng a(123), b(123), c(124);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(a.next_u64(), b.next_u64());
