@@ -1,0 +1,130 @@
+// Implements loading and atomic saving of Hugging Face model directories.
+#include "gopd/model/model_io.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "gopd/core/atomic_file.h"
+#include "gopd/core/error.h"
+#include "gopd/model/checkpoint.h"
+
+namespace gopd::model {
+namespace {
+
+std::string dtype_config_name(torch::Dtype dtype) {
+  switch (dtype) {
+    case torch::kBFloat16:
+      return "bfloat16";
+    case torch::kHalf:
+      return "float16";
+    default:
+      return "float32";
+  }
+}
+
+bool is_ignorable_extra(const std::string& name, bool tied) {
+  if (tied && name == "lm_head.weight") return true;
+  const std::string suffix = "rotary_emb.inv_freq";
+  return name.size() >= suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+std::vector<std::string> checkpoint_tensor_names(Transformer& model) {
+  std::vector<std::string> names;
+  for (const auto& item : model->named_parameters()) names.push_back(item.key());
+  return names;
+}
+
+void load_weights(Transformer& model, const std::map<std::string, torch::Tensor>& tensors,
+                  const std::string& source) {
+  torch::NoGradGuard no_grad;
+  const bool tied = model->config().tie_word_embeddings;
+  auto parameters = model->named_parameters();
+  std::vector<std::string> missing;
+  std::vector<std::string> unexpected;
+  std::vector<std::string> mismatched;
+  for (const auto& item : parameters) {
+    const auto found = tensors.find(item.key());
+    if (found == tensors.end()) {
+      missing.push_back(item.key());
+    } else if (found->second.sizes() != item.value().sizes()) {
+      std::ostringstream text;
+      text << item.key() << " (checkpoint " << found->second.sizes() << ", model "
+           << item.value().sizes() << ")";
+      mismatched.push_back(text.str());
+    }
+  }
+  for (const auto& [name, tensor] : tensors) {
+    if (!parameters.contains(name) && !is_ignorable_extra(name, tied)) unexpected.push_back(name);
+  }
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
+    std::string message = source + ": checkpoint does not match the model config";
+    auto list = [&message](const char* label, const std::vector<std::string>& names) {
+      if (names.empty()) return;
+      message += std::string("; ") + label + " (" + std::to_string(names.size()) + "): ";
+      for (size_t i = 0; i < names.size() && i < 20; ++i) message += (i ? ", " : "") + names[i];
+      if (names.size() > 20) message += ", ...";
+    };
+    list("missing tensors", missing);
+    list("unexpected tensors", unexpected);
+    list("shape mismatches", mismatched);
+    core::throw_bad_input(message);
+  }
+  for (auto& item : parameters) item.value().copy_(tensors.at(item.key()));
+}
+
+Transformer load_model(const std::string& directory, torch::Dtype dtype, torch::Device device) {
+  const ModelConfig config = read_model_config(directory);
+  Transformer model(config);
+  load_weights(model, load_checkpoint_tensors(directory), directory);
+  model->to(device, dtype);
+  model->eval();
+  return model;
+}
+
+void save_model(Transformer& model, const std::string& directory,
+                const std::string& tokenizer_directory, int64_t max_shard_bytes) {
+  namespace fs = std::filesystem;
+  const fs::path target(directory);
+  const fs::path temporary = target.string() + ".tmp." + std::to_string(::getpid());
+  fs::remove_all(temporary);
+  fs::create_directories(temporary);
+  try {
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    torch::Dtype dtype = torch::kFloat;
+    for (const auto& item : model->named_parameters()) {
+      tensors.emplace_back(item.key(), item.value().detach());
+      dtype = item.value().scalar_type();
+    }
+    ModelConfig config = model->config();
+    config.torch_dtype = dtype_config_name(dtype);
+    core::write_file_atomically((temporary / "config.json").string(),
+                                model_config_to_json(config).dump(2) + "\n");
+    core::write_file_atomically((temporary / "generation_config.json").string(),
+                                generation_config_json(config).dump(2) + "\n");
+    save_checkpoint_tensors(temporary.string(), tensors, max_shard_bytes);
+    if (!tokenizer_directory.empty()) {
+      for (const std::string& file : kTokenizerFiles) {
+        const fs::path source = fs::path(tokenizer_directory) / file;
+        if (fs::exists(source)) fs::copy_file(source, temporary / file);
+      }
+    }
+    // Swap the finished directory in; an old one is moved aside first and removed after.
+    const fs::path previous = target.string() + ".old." + std::to_string(::getpid());
+    const bool had_previous = fs::exists(target);
+    if (had_previous) fs::rename(target, previous);
+    fs::rename(temporary, target);
+    if (had_previous) fs::remove_all(previous);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(temporary, ignored);
+    throw;
+  }
+}
+
+}  // namespace gopd::model

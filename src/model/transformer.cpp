@@ -1,0 +1,282 @@
+// Implements the llama / qwen2 / qwen3 decoder (see transformer.h for the semantics).
+#include "gopd/model/transformer.h"
+
+#include <cmath>
+#include <limits>
+
+namespace gopd::model {
+namespace {
+
+torch::Tensor rotate_half(const torch::Tensor& x) {  // (..., D)
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// x (B, heads, T, D); cos/sin (B, T, D) fp32. Rotation in fp32, result in x's dtype — the
+// same as transformers, where cos/sin are cast to the activation dtype first; for fp32 they
+// are identical and for bf16 this is the more precise of the two.
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                           const torch::Tensor& sin) {
+  const torch::Tensor c = cos.unsqueeze(1).to(x.scalar_type());
+  const torch::Tensor s = sin.unsqueeze(1).to(x.scalar_type());
+  return x * c + rotate_half(x) * s;
+}
+
+// Masked scores take the dtype's lowest finite value, as in transformers: a row with every
+// key masked (a left-padding query) then softmaxes to a finite uniform row instead of NaN.
+double lowest_finite(torch::ScalarType type) {
+  switch (type) {
+    case torch::kBFloat16:
+      return -3.3895313892515355e38;
+    case torch::kHalf:
+      return -65504.0;
+    case torch::kDouble:
+      return -std::numeric_limits<double>::max();
+    default:
+      return -std::numeric_limits<float>::max();
+  }
+}
+
+torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+}
+
+}  // namespace
+
+KVCache KVCache::allocate(const ModelConfig& config, int64_t batch, int64_t capacity,
+                          torch::Dtype dtype, torch::Device device) {
+  KVCache cache;
+  const auto options = torch::TensorOptions().dtype(dtype).device(device);
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    cache.keys.push_back(
+        torch::zeros({batch, config.num_key_value_heads, capacity, config.head_dim}, options));
+    cache.values.push_back(
+        torch::zeros({batch, config.num_key_value_heads, capacity, config.head_dim}, options));
+  }
+  return cache;
+}
+
+void KVCache::select_rows(const torch::Tensor& rows) {
+  for (auto& key : keys) key = key.index_select(0, rows);
+  for (auto& value : values) value = value.index_select(0, rows);
+}
+
+RMSNormImpl::RMSNormImpl(int64_t size, double eps) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({size}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  const torch::Tensor x32 = x.to(torch::kFloat);
+  const torch::Tensor normed = x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+  return weight * normed.to(x.scalar_type());
+}
+
+AttentionImpl::AttentionImpl(const ModelConfig& config)
+    : heads_(config.num_attention_heads),
+      kv_heads_(config.num_key_value_heads),
+      head_dim_(config.head_dim) {
+  const int64_t hidden = config.hidden_size;
+  q_proj = register_module("q_proj", make_linear(hidden, heads_ * head_dim_, config.qkv_bias()));
+  k_proj = register_module("k_proj", make_linear(hidden, kv_heads_ * head_dim_, config.qkv_bias()));
+  v_proj = register_module("v_proj", make_linear(hidden, kv_heads_ * head_dim_, config.qkv_bias()));
+  o_proj = register_module("o_proj", make_linear(heads_ * head_dim_, hidden, config.o_bias()));
+  if (config.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(head_dim_, config.rms_norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(head_dim_, config.rms_norm_eps));
+  }
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                     const torch::Tensor& sin, const torch::Tensor& key_mask,
+                                     KVCache* cache, int64_t layer) {
+  const int64_t batch = x.size(0);
+  const int64_t steps = x.size(1);
+  const int64_t groups = heads_ / kv_heads_;
+  torch::Tensor q = q_proj(x).view({batch, steps, heads_, head_dim_});     // (B, T, Hq, D)
+  torch::Tensor k = k_proj(x).view({batch, steps, kv_heads_, head_dim_});  // (B, T, Hkv, D)
+  torch::Tensor v = v_proj(x).view({batch, steps, kv_heads_, head_dim_});  // (B, T, Hkv, D)
+  if (q_norm) {
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  q = apply_rotary(q.transpose(1, 2), cos, sin);  // (B, Hq, T, D)
+  k = apply_rotary(k.transpose(1, 2), cos, sin);  // (B, Hkv, T, D)
+  v = v.transpose(1, 2);                          // (B, Hkv, T, D)
+
+  int64_t past = 0;
+  if (cache != nullptr) {
+    past = cache->length;
+    cache->keys[layer].narrow(2, past, steps).copy_(k);
+    cache->values[layer].narrow(2, past, steps).copy_(v);
+    k = cache->keys[layer].narrow(2, 0, past + steps);  // (B, Hkv, S, D)
+    v = cache->values[layer].narrow(2, 0, past + steps);
+  }
+  const int64_t keys = k.size(2);
+
+  // Grouped-query attention without repeating k/v: queries are viewed as (Hkv, G) groups.
+  const torch::Tensor q_grouped = q.reshape({batch, kv_heads_, groups, steps, head_dim_});
+  torch::Tensor scores = torch::matmul(q_grouped, k.unsqueeze(2).transpose(-1, -2)) *
+                         (1.0 / std::sqrt(static_cast<double>(head_dim_)));  // (B, Hkv, G, T, S)
+  // Query i sits at cache position past + i and may see keys j <= past + i that are real.
+  const auto index_options = torch::TensorOptions().dtype(torch::kLong).device(x.device());
+  const torch::Tensor query_positions = torch::arange(past, past + steps, index_options);
+  const torch::Tensor key_positions = torch::arange(keys, index_options);
+  const torch::Tensor causal =
+      key_positions.unsqueeze(0) <= query_positions.unsqueeze(1);  // (T, S)
+  const torch::Tensor allowed =
+      causal.view({1, 1, 1, steps, keys}) & key_mask.view({batch, 1, 1, 1, keys});
+  scores = scores.masked_fill(allowed.logical_not(), lowest_finite(scores.scalar_type()));
+  const torch::Tensor probabilities =
+      torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());           // (B, Hkv, G, T, S)
+  const torch::Tensor context = torch::matmul(probabilities, v.unsqueeze(2));  // (B, Hkv, G, T, D)
+  return o_proj(context.reshape({batch, heads_, steps, head_dim_})
+                    .transpose(1, 2)
+                    .reshape({batch, steps, heads_ * head_dim_}));
+}
+
+MLPImpl::MLPImpl(const ModelConfig& config) {
+  const bool bias = config.model_type == "llama" && config.mlp_bias;
+  gate_proj =
+      register_module("gate_proj", make_linear(config.hidden_size, config.intermediate_size, bias));
+  up_proj =
+      register_module("up_proj", make_linear(config.hidden_size, config.intermediate_size, bias));
+  down_proj =
+      register_module("down_proj", make_linear(config.intermediate_size, config.hidden_size, bias));
+}
+
+torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config) {
+  self_attn = register_module("self_attn", Attention(config));
+  mlp = register_module("mlp", MLP(config));
+  input_layernorm =
+      register_module("input_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RMSNorm(config.hidden_size, config.rms_norm_eps));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
+                                        const torch::Tensor& sin, const torch::Tensor& key_mask,
+                                        KVCache* cache, int64_t layer) {
+  const torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, key_mask, cache, layer);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+DecoderImpl::DecoderImpl(const ModelConfig& config) {
+  embed_tokens =
+      register_module("embed_tokens", torch::nn::Embedding(config.vocab_size, config.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(DecoderLayer(config));
+  norm = register_module("norm", RMSNorm(config.hidden_size, config.rms_norm_eps));
+}
+
+torch::Tensor rope_inverse_frequencies(const ModelConfig& config) {
+  const int64_t dim = config.head_dim;
+  torch::Tensor inv_freq =
+      1.0 / torch::pow(config.rope_theta, torch::arange(0, dim, 2, torch::kLong).to(torch::kFloat) /
+                                              static_cast<double>(dim));  // (D/2)
+  if (config.rope_scaling.type == "llama3") {
+    // Llama 3.1's frequency-dependent scaling: long wavelengths are divided by `factor`,
+    // short ones kept, and the band between them interpolated smoothly.
+    const RopeScaling& s = config.rope_scaling;
+    const double old_context = static_cast<double>(s.original_max_position_embeddings);
+    const double low_freq_wavelen = old_context / s.low_freq_factor;
+    const double high_freq_wavelen = old_context / s.high_freq_factor;
+    const torch::Tensor wavelen = 2.0 * M_PI / inv_freq;
+    torch::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
+    const torch::Tensor smooth =
+        (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    const torch::Tensor smoothed = (1.0 - smooth) * scaled / s.factor + smooth * scaled;
+    const torch::Tensor medium =
+        (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+    inv_freq = torch::where(medium, smoothed, scaled);
+  }
+  return inv_freq;
+}
+
+TransformerImpl::TransformerImpl(ModelConfig config) : config_(std::move(config)) {
+  config_.validate("model config");
+  model = register_module("model", Decoder(config_));
+  if (!config_.tie_word_embeddings) {
+    lm_head =
+        register_module("lm_head", make_linear(config_.hidden_size, config_.vocab_size, false));
+  }
+  // Not a registered buffer: module.to(bf16) would round it, and positions × frequencies
+  // must stay in fp32 (transformers computes them in fp32 too).
+  inv_freq_ = rope_inverse_frequencies(config_);
+}
+
+torch::Tensor TransformerImpl::output_weight() {
+  return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
+torch::Tensor TransformerImpl::run_layers(const torch::Tensor& input_ids,
+                                          const torch::Tensor& position_ids,
+                                          const torch::Tensor& key_mask, KVCache* cache) {
+  // cos/sin (B, T, D) in fp32 from the positions, as transformers' rotary embedding does.
+  const torch::Tensor freqs = position_ids.to(torch::kFloat).unsqueeze(-1) *
+                              inv_freq_.to(input_ids.device()).view({1, 1, -1});  // (B, T, D/2)
+  const torch::Tensor angles = torch::cat({freqs, freqs}, -1);                    // (B, T, D)
+  const torch::Tensor cos = angles.cos();
+  const torch::Tensor sin = angles.sin();
+  torch::Tensor x = model->embed_tokens(input_ids);  // (B, T, H)
+  for (int64_t layer = 0; layer < static_cast<int64_t>(model->layers->size()); ++layer) {
+    x = model->layers[layer]->as<DecoderLayer>()->forward(x, cos, sin, key_mask, cache, layer);
+  }
+  if (cache != nullptr) cache->length += input_ids.size(1);
+  return model->norm(x);
+}
+
+torch::Tensor TransformerImpl::hidden_states(const torch::Tensor& input_ids,
+                                             const torch::Tensor& attention_mask,
+                                             const torch::Tensor& position_ids) {
+  TORCH_CHECK(input_ids.dim() == 2, "input_ids must be (B, T), got ", input_ids.sizes());
+  const torch::Tensor mask = attention_mask.defined()
+                                 ? attention_mask.to(torch::kBool)
+                                 : torch::ones_like(input_ids, torch::kBool);  // (B, T)
+  const torch::Tensor positions =
+      position_ids.defined() ? position_ids
+                             : (mask.to(torch::kLong).cumsum(1) - 1).clamp_min(0);  // (B, T)
+  return run_layers(input_ids, positions, mask, nullptr);
+}
+
+torch::Tensor TransformerImpl::forward(const torch::Tensor& input_ids,
+                                       const torch::Tensor& attention_mask,
+                                       const torch::Tensor& position_ids) {
+  return torch::matmul(hidden_states(input_ids, attention_mask, position_ids),
+                       output_weight().t());  // (B, T, V)
+}
+
+torch::Tensor TransformerImpl::forward_cached(const torch::Tensor& input_ids,
+                                              const torch::Tensor& position_ids,
+                                              const torch::Tensor& key_mask, KVCache& cache) {
+  TORCH_CHECK(cache.length + input_ids.size(1) <= cache.capacity(),
+              "KV cache overflow: ", cache.length, " + ", input_ids.size(1), " > capacity ",
+              cache.capacity());
+  TORCH_CHECK(key_mask.size(1) == cache.length + input_ids.size(1),
+              "key_mask must cover the cached and new positions");
+  const torch::Tensor hidden =
+      run_layers(input_ids, position_ids, key_mask.to(torch::kBool), &cache);
+  return torch::matmul(hidden, output_weight().t());  // (B, T_new, V)
+}
+
+void initialize_weights(Transformer& model) {
+  torch::NoGradGuard no_grad;
+  const double std = model->config().initializer_range;
+  for (auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    torch::Tensor& parameter = item.value();
+    const bool is_norm = name.find("norm") != std::string::npos;
+    if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+      parameter.zero_();
+    } else if (is_norm) {
+      parameter.fill_(1.0);
+    } else {
+      parameter.normal_(0.0, std);
+    }
+  }
+}
+
+}  // namespace gopd::model
