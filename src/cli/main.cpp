@@ -16,7 +16,7 @@ void print_version() {
   std::cout << "gopd " << GOPD_VERSION << "\n"
             << "libtorch " << gopd::core::torch_version() << "\n"
             << "cuda " << (gopd::core::cuda_available() ? "available" : "not available")
-            << " (gopd CUDA kernels " << (GOPD_WITH_CUDA ? "built" : "not built") << ")\n"
+            << " (gopd built " << (GOPD_WITH_CUDA ? "with" : "without") << " the CUDA toolkit)\n"
             << "threads " << gopd::core::current_threads() << "\n";
 }
 
@@ -38,6 +38,13 @@ int run(int argc, char** argv) {
   std::vector<gopd::cli::Command> commands = gopd::cli::add_config_commands(app);
   commands.push_back(gopd::cli::add_data_command(app));
   commands.push_back(gopd::cli::add_reward_command(app));
+  commands.push_back(gopd::cli::add_init_model_command(app));
+  commands.push_back(gopd::cli::add_logprobs_command(app));
+  commands.push_back(gopd::cli::add_tokenize_command(app));
+  commands.push_back(gopd::cli::add_tokenizer_command(app));
+  commands.push_back(gopd::cli::add_generate_command(app));
+  commands.push_back(gopd::cli::add_eval_command(app));
+  // @@register-commands@@
 
   try {
     app.parse(argc, argv);

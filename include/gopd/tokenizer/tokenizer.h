@@ -39,7 +39,7 @@ struct TokenizerInfo {
   int64_t bos_id = -1;
   int64_t eos_id = -1;
   int64_t pad_id = -1;
-  std::vector<int64_t> stop_ids;  // eos plus chat end-of-turn tokens
+  std::vector<int64_t> stop_ids;     // eos plus chat end-of-turn tokens
   std::string chat_format = "none";  // qwen3 | chatml | llama3 | none
 };
 

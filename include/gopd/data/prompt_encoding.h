@@ -1,0 +1,26 @@
+// A dataset record's prompt as token ids for sampling: plain text as is, or — with a chat
+// format — the conversation rendered with the generation prompt (a string prompt is one
+// user message). Shared by `gopd generate`, `gopd eval` and the trainers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gopd/data/record.h"
+#include "gopd/tokenizer/tokenizer.h"
+
+namespace gopd::data {
+
+struct PromptFormat {
+  std::string chat_format = "none";  // none = raw text (messages joined by "\n")
+  bool enable_thinking = true;       // qwen3 only
+};
+
+// The text the model is prompted with.
+std::string prompt_text_for_model(const Record& record, const PromptFormat& format);
+
+std::vector<int64_t> encode_prompt(const Record& record, const PromptFormat& format,
+                                   const tokenizer::Tokenizer& tokenizer);
+
+}  // namespace gopd::data

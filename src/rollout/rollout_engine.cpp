@@ -1,0 +1,294 @@
+// Implements the KV-cache rollout engine and its no-cache reference.
+#include "gopd/rollout/rollout_engine.h"
+
+#include <algorithm>
+
+namespace gopd::rollout {
+namespace {
+
+// Per-row bookkeeping shared by both generation paths.
+struct SequenceState {
+  std::vector<int64_t> tokens;
+  std::vector<float> logprobs;
+  FinishReason reason = FinishReason::kLength;
+  bool finished = false;
+};
+
+// Appends a sampled token and decides whether the sequence has finished.
+void append_token(SequenceState& state, int64_t token, float logprob,
+                  const GenerationParams& params, const StopChecker& stop_checker) {
+  state.tokens.push_back(token);
+  state.logprobs.push_back(logprob);
+  if (std::find(params.stop_token_ids.begin(), params.stop_token_ids.end(), token) !=
+      params.stop_token_ids.end()) {
+    state.finished = true;
+    state.reason = FinishReason::kEos;
+    return;
+  }
+  if (stop_checker) {
+    const int64_t keep = stop_checker(state.tokens);
+    if (keep >= 0) {
+      state.tokens.resize(static_cast<size_t>(keep));
+      state.logprobs.resize(static_cast<size_t>(keep));
+      state.finished = true;
+      state.reason = FinishReason::kStop;
+      return;
+    }
+  }
+  if (static_cast<int64_t>(state.tokens.size()) >= params.max_new_tokens) {
+    state.finished = true;
+    state.reason = FinishReason::kLength;
+  }
+}
+
+RolloutBatch assemble(const std::vector<std::vector<int64_t>>& prompts,
+                      const std::vector<SequenceState>& states, const GenerationParams& params) {
+  const int64_t rows = static_cast<int64_t>(states.size());
+  int64_t prompt_width = 0;
+  for (const auto& prompt : prompts) prompt_width = std::max<int64_t>(prompt_width, prompt.size());
+  int64_t response_width = 0;
+  for (const auto& state : states) {
+    response_width = std::max<int64_t>(response_width, state.tokens.size());
+  }
+  RolloutBatch batch;
+  batch.prompt_ids = torch::full({rows, prompt_width}, params.pad_id, torch::kLong);
+  batch.prompt_mask = torch::zeros({rows, prompt_width}, torch::kLong);
+  batch.response_ids = torch::full({rows, response_width}, params.pad_id, torch::kLong);
+  batch.response_mask = torch::zeros({rows, response_width}, torch::kLong);
+  batch.response_logprobs = torch::zeros({rows, response_width}, torch::kFloat);
+  batch.group_ids = torch::empty({rows}, torch::kLong);
+  auto prompt_ids = batch.prompt_ids.accessor<int64_t, 2>();
+  auto prompt_mask = batch.prompt_mask.accessor<int64_t, 2>();
+  auto response_ids = batch.response_ids.accessor<int64_t, 2>();
+  auto response_mask = batch.response_mask.accessor<int64_t, 2>();
+  auto response_logprobs = batch.response_logprobs.accessor<float, 2>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t group = r / params.n;
+    batch.group_ids[r] = group;
+    const auto& prompt = prompts[static_cast<size_t>(group)];
+    const int64_t offset = prompt_width - static_cast<int64_t>(prompt.size());
+    for (size_t t = 0; t < prompt.size(); ++t) {
+      prompt_ids[r][offset + static_cast<int64_t>(t)] = prompt[t];
+      prompt_mask[r][offset + static_cast<int64_t>(t)] = 1;
+    }
+    const SequenceState& state = states[static_cast<size_t>(r)];
+    for (size_t t = 0; t < state.tokens.size(); ++t) {
+      response_ids[r][static_cast<int64_t>(t)] = state.tokens[t];
+      response_mask[r][static_cast<int64_t>(t)] = 1;
+      response_logprobs[r][static_cast<int64_t>(t)] = state.logprobs[t];
+    }
+    batch.finish_reasons.push_back(state.reason);
+    batch.generated_tokens += static_cast<int64_t>(state.tokens.size());
+  }
+  return batch;
+}
+
+void check_inputs(const std::vector<std::vector<int64_t>>& prompts,
+                  const GenerationParams& params) {
+  TORCH_CHECK(!prompts.empty(), "generate: no prompts");
+  for (const auto& prompt : prompts) TORCH_CHECK(!prompt.empty(), "generate: empty prompt");
+  TORCH_CHECK(params.n >= 1 && params.max_new_tokens >= 1, "generate: n and max_new_tokens >= 1");
+}
+
+std::vector<core::Rng> make_generators(int64_t prompts, const GenerationParams& params) {
+  std::vector<core::Rng> generators;
+  if (!params.row_seeds.empty()) {
+    TORCH_CHECK(static_cast<int64_t>(params.row_seeds.size()) == prompts * params.n,
+                "generate: row_seeds must hold prompts x n seeds");
+    for (uint64_t seed : params.row_seeds) generators.emplace_back(seed);
+    return generators;
+  }
+  for (int64_t i = 0; i < prompts; ++i) {
+    for (int64_t j = 0; j < params.n; ++j) generators.emplace_back(sample_seed(params.seed, i, j));
+  }
+  return generators;
+}
+
+}  // namespace
+
+uint64_t sample_seed(uint64_t seed, int64_t prompt, int64_t sample) {
+  const uint64_t words[3] = {seed, static_cast<uint64_t>(prompt), static_cast<uint64_t>(sample)};
+  return core::stable_hash(words, sizeof words);
+}
+
+StopChecker make_stop_checker(std::function<std::string(const std::vector<int64_t>&)> decode,
+                              std::vector<std::string> stop_strings) {
+  if (stop_strings.empty()) return nullptr;
+  size_t longest = 0;
+  for (const std::string& stop : stop_strings) longest = std::max(longest, stop.size());
+  // Earlier calls found no stop string, so a new one ends in the newest token and lies in
+  // the last `longest` bytes; tokens carry at least one byte, so that many tokens (plus a
+  // margin for multi-byte characters split across tokens) cover it. Decoding only this
+  // tail keeps the check O(1) per token instead of O(length).
+  const size_t window = longest + 4;
+  return [decode = std::move(decode), stops = std::move(stop_strings),
+          window](const std::vector<int64_t>& ids) -> int64_t {
+    const size_t start = ids.size() > window ? ids.size() - window : 0;
+    auto contains_stop = [&](size_t end) {
+      const std::string text =
+          decode(std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(start),
+                                      ids.begin() + static_cast<std::ptrdiff_t>(end)));
+      for (const std::string& stop : stops) {
+        if (!stop.empty() && text.find(stop) != std::string::npos) return true;
+      }
+      return false;
+    };
+    if (!contains_stop(ids.size())) return -1;
+    for (size_t keep = start + 1; keep <= ids.size(); ++keep) {
+      if (contains_stop(keep)) return static_cast<int64_t>(keep);
+    }
+    return static_cast<int64_t>(ids.size());
+  };
+}
+
+const char* finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kEos:
+      return "eos";
+    case FinishReason::kStop:
+      return "stop";
+    default:
+      return "length";
+  }
+}
+
+RolloutBatch generate(model::Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
+                      const GenerationParams& params, const StopChecker& stop_checker) {
+  check_inputs(prompts, params);
+  torch::NoGradGuard no_grad;
+  const torch::Device device = model->output_weight().device();
+  const torch::Dtype dtype = model->output_weight().scalar_type();
+  const int64_t prompt_count = static_cast<int64_t>(prompts.size());
+  int64_t width = 0;
+  for (const auto& prompt : prompts) width = std::max<int64_t>(width, prompt.size());
+
+  // Prefill each distinct prompt once, left-padded.
+  torch::Tensor ids = torch::full({prompt_count, width}, params.pad_id, torch::kLong);  // (P, W)
+  torch::Tensor mask = torch::zeros({prompt_count, width}, torch::kBool);               // (P, W)
+  for (int64_t i = 0; i < prompt_count; ++i) {
+    const auto& prompt = prompts[static_cast<size_t>(i)];
+    const int64_t length = static_cast<int64_t>(prompt.size());
+    ids[i].narrow(0, width - length, length).copy_(torch::tensor(prompt, torch::kLong));
+    mask[i].narrow(0, width - length, length).fill_(true);
+  }
+  const int64_t capacity = width + params.max_new_tokens;
+  model::KVCache cache =
+      model::KVCache::allocate(model->config(), prompt_count, capacity, dtype, device);
+  torch::Tensor key_mask = torch::zeros({prompt_count, capacity}, torch::kBool);  // (P, C)
+  key_mask.narrow(1, 0, width).copy_(mask);
+  torch::Tensor positions = (mask.to(torch::kLong).cumsum(1) - 1).clamp_min(0);  // (P, W)
+  torch::Tensor next_position = mask.to(torch::kLong).sum(1);                    // (P)
+  const int64_t chunk = params.prefill_chunk > 0 ? params.prefill_chunk : width;
+  torch::Tensor last_logits;  // (P, V)
+  for (int64_t start = 0; start < width; start += chunk) {
+    const int64_t size = std::min(chunk, width - start);
+    const torch::Tensor logits = model->forward_cached(
+        ids.narrow(1, start, size).to(device), positions.narrow(1, start, size).to(device),
+        key_mask.narrow(1, 0, start + size).to(device), cache);  // (P, size, V)
+    last_logits = logits.select(1, size - 1);
+  }
+
+  // Copy each prompt's cache rows to its n samples.
+  const int64_t rows = prompt_count * params.n;
+  torch::Tensor row_prompt = torch::arange(prompt_count, torch::kLong).repeat_interleave(params.n);
+  if (params.n > 1) {
+    cache.select_rows(row_prompt.to(device));
+    last_logits = last_logits.index_select(0, row_prompt.to(device));
+    key_mask = key_mask.index_select(0, row_prompt);
+    next_position = next_position.index_select(0, row_prompt);
+  }
+  std::vector<core::Rng> generators = make_generators(prompt_count, params);
+  std::vector<SequenceState> states(static_cast<size_t>(rows));
+  std::vector<int64_t> active(static_cast<size_t>(rows));  // row index of each cache row
+  for (int64_t r = 0; r < rows; ++r) active[static_cast<size_t>(r)] = r;
+
+  torch::Tensor logits = last_logits;  // (A, V)
+  while (!active.empty()) {
+    std::vector<core::Rng*> row_generators;
+    for (int64_t row : active) row_generators.push_back(&generators[static_cast<size_t>(row)]);
+    const Sample sample = sample_tokens(logits, params.sampling, row_generators);
+    const torch::Tensor tokens = sample.tokens.to(torch::kCPU);
+    const torch::Tensor logprobs = sample.logprobs.to(torch::kCPU);
+    std::vector<int64_t> keep;  // positions in `active` that continue
+    for (size_t a = 0; a < active.size(); ++a) {
+      SequenceState& state = states[static_cast<size_t>(active[a])];
+      append_token(state, tokens[static_cast<int64_t>(a)].item<int64_t>(),
+                   logprobs[static_cast<int64_t>(a)].item<float>(), params, stop_checker);
+      if (!state.finished) keep.push_back(static_cast<int64_t>(a));
+    }
+    if (keep.empty()) break;
+    torch::Tensor next_tokens = tokens;
+    if (static_cast<size_t>(keep.size()) != active.size()) {
+      // Finished sequences leave the batch: drop their cache rows.
+      const torch::Tensor keep_index = torch::tensor(keep, torch::kLong);
+      cache.select_rows(keep_index.to(device));
+      key_mask = key_mask.index_select(0, keep_index);
+      next_position = next_position.index_select(0, keep_index);
+      next_tokens = tokens.index_select(0, keep_index);
+      std::vector<int64_t> still_active;
+      for (int64_t a : keep) still_active.push_back(active[static_cast<size_t>(a)]);
+      active = still_active;
+    }
+    key_mask.select(1, cache.length).fill_(true);
+    logits = model
+                 ->forward_cached(next_tokens.view({-1, 1}).to(device),
+                                  next_position.view({-1, 1}).to(device),
+                                  key_mask.narrow(1, 0, cache.length + 1).to(device), cache)
+                 .select(1, 0);
+    next_position += 1;
+  }
+  return assemble(prompts, states, params);
+}
+
+RolloutBatch generate_without_cache(model::Transformer& model,
+                                    const std::vector<std::vector<int64_t>>& prompts,
+                                    const GenerationParams& params,
+                                    const StopChecker& stop_checker) {
+  check_inputs(prompts, params);
+  torch::NoGradGuard no_grad;
+  const torch::Device device = model->output_weight().device();
+  const int64_t prompt_count = static_cast<int64_t>(prompts.size());
+  const int64_t rows = prompt_count * params.n;
+  std::vector<core::Rng> generators = make_generators(prompt_count, params);
+  std::vector<SequenceState> states(static_cast<size_t>(rows));
+  std::vector<int64_t> active(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) active[static_cast<size_t>(r)] = r;
+  while (!active.empty()) {
+    // Every step re-reads the whole left-padded sequence of every live row.
+    int64_t width = 0;
+    for (int64_t row : active) {
+      width = std::max<int64_t>(width, prompts[static_cast<size_t>(row / params.n)].size() +
+                                           states[static_cast<size_t>(row)].tokens.size());
+    }
+    const int64_t count = static_cast<int64_t>(active.size());
+    torch::Tensor ids = torch::full({count, width}, params.pad_id, torch::kLong);  // (A, W)
+    torch::Tensor mask = torch::zeros({count, width}, torch::kLong);               // (A, W)
+    for (int64_t a = 0; a < count; ++a) {
+      const int64_t row = active[static_cast<size_t>(a)];
+      std::vector<int64_t> sequence = prompts[static_cast<size_t>(row / params.n)];
+      const auto& generated = states[static_cast<size_t>(row)].tokens;
+      sequence.insert(sequence.end(), generated.begin(), generated.end());
+      const int64_t length = static_cast<int64_t>(sequence.size());
+      ids[a].narrow(0, width - length, length).copy_(torch::tensor(sequence, torch::kLong));
+      mask[a].narrow(0, width - length, length).fill_(1);
+    }
+    const torch::Tensor logits =
+        model->forward(ids.to(device), mask.to(device)).select(1, width - 1);  // (A, V)
+    std::vector<core::Rng*> row_generators;
+    for (int64_t row : active) row_generators.push_back(&generators[static_cast<size_t>(row)]);
+    const Sample sample = sample_tokens(logits, params.sampling, row_generators);
+    const torch::Tensor tokens = sample.tokens.to(torch::kCPU);
+    const torch::Tensor logprobs = sample.logprobs.to(torch::kCPU);
+    std::vector<int64_t> still_active;
+    for (int64_t a = 0; a < count; ++a) {
+      SequenceState& state = states[static_cast<size_t>(active[static_cast<size_t>(a)])];
+      append_token(state, tokens[a].item<int64_t>(), logprobs[a].item<float>(), params,
+                   stop_checker);
+      if (!state.finished) still_active.push_back(active[static_cast<size_t>(a)]);
+    }
+    active = still_active;
+  }
+  return assemble(prompts, states, params);
+}
+
+}  // namespace gopd::rollout
