@@ -3,8 +3,10 @@
 # 1. generate train and held-out eval sets of the arithmetic task (+ a noisy copy for LENS),
 # 2. check every shipped job config against them,
 # 3. score model-style responses with the math verifier and the exact task checker,
-# 4. print a short summary.
-# Later issues replace steps 3-4 with the real main job (ExOPD distillation).
+# 4. train a tokenizer on the data, build a tiny Qwen3-style model directory (Hugging Face
+#    layout), score text with it, sample from it and evaluate it (a random model: ~0%),
+# 5. print a short summary.
+# Later issues replace steps 4-5 with the real main job (ExOPD distillation).
 set -euo pipefail
 gopd=${1:-build/bin/gopd}
 out=demo_out
@@ -44,6 +46,25 @@ done < "$out/math_scored.jsonl"
   --output "$out/arith_scored.jsonl"
 
 echo
+echo "== 4. tokenizer, model, sampling (gopd tokenizer train / init-model / logprobs / generate / eval)"
+"$gopd" tokenizer train --input "$out/arith_train.jsonl" --vocab-size 512 --chat-format chatml \
+  --out "$out/tokenizer"
+"$gopd" init-model --arch qwen3 --hidden 128 --layers 4 --heads 4 --kv-heads 2 \
+  --tokenizer "$out/tokenizer" --out "$out/tiny-qwen3" --seed 0
+echo "-- model directory:"
+ls "$out/tiny-qwen3"
+echo '{"text": "Begin with 18. Multiply by 2."}' > "$out/logprobs_input.jsonl"
+"$gopd" logprobs --model "$out/tiny-qwen3" --input "$out/logprobs_input.jsonl" \
+  --output "$out/logprobs.jsonl"
+echo "-- per-token log-probs of a sentence (first 60 characters):"
+cut -c1-60 "$out/logprobs.jsonl"
+head -n 20 "$out/arith_eval.jsonl" > "$out/eval_small.jsonl"
+"$gopd" eval --model "$out/tiny-qwen3" --data "$out/eval_small.jsonl" --samples 2 \
+  --temperature 1.0 --max-new-tokens 32 --chat --out "$out/eval" > /dev/null
+echo "-- eval summary of the untrained model:"
+cat "$out/eval/summary.json"
+
+echo
 echo "== summary"
 total=$(wc -l < "$out/arith_scored.jsonl")
 correct=$(grep -c '"reward":1.0' "$out/arith_scored.jsonl" || true)
@@ -51,4 +72,6 @@ echo "  datasets:  $(wc -l < "$out/arith_train.jsonl") train / $(wc -l < "$out/a
 echo "  configs:   $(ls configs/*.yaml configs/paper/*.yaml | wc -l) job configs valid"
 echo "  math:      $(grep -c '"reward":1.0' "$out/math_scored.jsonl" || true)/$(wc -l < "$out/math_scored.jsonl") example responses judged correct (3 are wrong on purpose)"
 echo "  task:      $correct/$total reference solutions of the eval set pass the exact checker"
+echo "  model:     $(ls "$out/tiny-qwen3" | tr '\n' ' ')"
+echo "  eval:      avg@2 $(sed -nE 's/.*"avg@2": ([0-9.e-]+).*/\1/p' "$out/eval/summary.json") for the untrained model (training arrives with the trainer issues)"
 echo "  outputs in $out/"
