@@ -87,7 +87,7 @@ AttentionImpl::AttentionImpl(const ModelConfig& config)
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
-                                     const torch::Tensor& sin, const torch::Tensor& key_mask,
+                                     const torch::Tensor& sin, const torch::Tensor& allowed,
                                      KVCache* cache, int64_t layer) {
   const int64_t batch = x.size(0);
   const int64_t steps = x.size(1);
@@ -103,33 +103,28 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   k = apply_rotary(k.transpose(1, 2), cos, sin);  // (B, Hkv, T, D)
   v = v.transpose(1, 2);                          // (B, Hkv, T, D)
 
-  int64_t past = 0;
   if (cache != nullptr) {
-    past = cache->length;
+    const int64_t past = cache->length;
     cache->keys[layer].narrow(2, past, steps).copy_(k);
     cache->values[layer].narrow(2, past, steps).copy_(v);
-    k = cache->keys[layer].narrow(2, 0, past + steps);  // (B, Hkv, S, D)
+    k = cache->keys[layer].narrow(2, 0, past + steps);  // (B, Hkv, S, D), a strided view
     v = cache->values[layer].narrow(2, 0, past + steps);
   }
   const int64_t keys = k.size(2);
 
-  // Grouped-query attention without repeating k/v: queries are viewed as (Hkv, G) groups.
-  const torch::Tensor q_grouped = q.reshape({batch, kv_heads_, groups, steps, head_dim_});
-  torch::Tensor scores = torch::matmul(q_grouped, k.unsqueeze(2).transpose(-1, -2)) *
-                         (1.0 / std::sqrt(static_cast<double>(head_dim_)));  // (B, Hkv, G, T, S)
-  // Query i sits at cache position past + i and may see keys j <= past + i that are real.
-  const auto index_options = torch::TensorOptions().dtype(torch::kLong).device(x.device());
-  const torch::Tensor query_positions = torch::arange(past, past + steps, index_options);
-  const torch::Tensor key_positions = torch::arange(keys, index_options);
-  const torch::Tensor causal =
-      key_positions.unsqueeze(0) <= query_positions.unsqueeze(1);  // (T, S)
-  const torch::Tensor allowed =
-      causal.view({1, 1, 1, steps, keys}) & key_mask.view({batch, 1, 1, 1, keys});
-  scores = scores.masked_fill(allowed.logical_not(), lowest_finite(scores.scalar_type()));
-  const torch::Tensor probabilities =
-      torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());           // (B, Hkv, G, T, S)
-  const torch::Tensor context = torch::matmul(probabilities, v.unsqueeze(2));  // (B, Hkv, G, T, D)
-  return o_proj(context.reshape({batch, heads_, steps, head_dim_})
+  // Grouped-query attention without repeating k/v: the G query heads that share a kv head
+  // are stacked along the query axis, so each (batch, kv head) is one plain matmul against
+  // the cache view (no broadcast, hence no copy of the cached keys and values).
+  const torch::Tensor q_stacked = q.reshape({batch, kv_heads_, groups * steps, head_dim_});
+  torch::Tensor scores = torch::matmul(q_stacked, k.transpose(-1, -2)) *
+                         (1.0 / std::sqrt(static_cast<double>(head_dim_)));  // (B, Hkv, G*T, S)
+  scores = scores.view({batch, kv_heads_, groups, steps, keys})
+               .masked_fill(allowed.logical_not(), lowest_finite(scores.scalar_type()));
+  const torch::Tensor probabilities = torch::softmax(scores, -1, torch::kFloat)
+                                          .to(v.scalar_type())
+                                          .view({batch, kv_heads_, groups * steps, keys});
+  const torch::Tensor context = torch::matmul(probabilities, v);  // (B, Hkv, G*T, D)
+  return o_proj(context.view({batch, heads_, steps, head_dim_})
                     .transpose(1, 2)
                     .reshape({batch, steps, heads_ * head_dim_}));
 }
@@ -158,9 +153,9 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config) {
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
-                                        const torch::Tensor& sin, const torch::Tensor& key_mask,
+                                        const torch::Tensor& sin, const torch::Tensor& allowed,
                                         KVCache* cache, int64_t layer) {
-  const torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, key_mask, cache, layer);
+  const torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, allowed, cache, layer);
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -221,9 +216,20 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& input_ids,
   const torch::Tensor angles = torch::cat({freqs, freqs}, -1);                    // (B, T, D)
   const torch::Tensor cos = angles.cos();
   const torch::Tensor sin = angles.sin();
-  torch::Tensor x = model->embed_tokens(input_ids);  // (B, T, H)
+  // Which keys each query may attend to, computed once for all layers: query i sits at
+  // cache position past + i and sees the real keys j <= past + i.
+  const int64_t batch = input_ids.size(0);
+  const int64_t steps = input_ids.size(1);
+  const int64_t past = cache != nullptr ? cache->length : 0;
+  const int64_t keys = past + steps;
+  const auto index_options = torch::TensorOptions().dtype(torch::kLong).device(input_ids.device());
+  const torch::Tensor causal = torch::arange(keys, index_options).unsqueeze(0) <=
+                               torch::arange(past, keys, index_options).unsqueeze(1);  // (T, S)
+  const torch::Tensor allowed =
+      causal.view({1, 1, 1, steps, keys}) & key_mask.view({batch, 1, 1, 1, keys});  // (B,1,1,T,S)
+  torch::Tensor x = model->embed_tokens(input_ids);                                 // (B, T, H)
   for (int64_t layer = 0; layer < static_cast<int64_t>(model->layers->size()); ++layer) {
-    x = model->layers[layer]->as<DecoderLayer>()->forward(x, cos, sin, key_mask, cache, layer);
+    x = model->layers[layer]->as<DecoderLayer>()->forward(x, cos, sin, allowed, cache, layer);
   }
   if (cache != nullptr) cache->length += input_ids.size(1);
   return model->norm(x);

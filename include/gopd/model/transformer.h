@@ -47,10 +47,11 @@ TORCH_MODULE(RMSNorm);
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& config);
-  // x (B, T, H); cos/sin (B, T, D) fp32; key_mask (B, S) bool, S = past + T. When `cache` is
-  // given, the new keys/values are written at [past, past + T) of layer `layer`'s cache.
+  // x (B, T, H); cos/sin (B, T, D) fp32; allowed (B, 1, 1, T, S) bool, S = past + T: which
+  // keys each query may attend to. When `cache` is given, the new keys/values are written at
+  // [past, past + T) of layer `layer`'s cache.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& key_mask, KVCache* cache, int64_t layer);
+                        const torch::Tensor& allowed, KVCache* cache, int64_t layer);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};  // qwen3 only
@@ -72,7 +73,7 @@ class DecoderLayerImpl : public torch::nn::Module {
  public:
   explicit DecoderLayerImpl(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& key_mask, KVCache* cache, int64_t layer);
+                        const torch::Tensor& allowed, KVCache* cache, int64_t layer);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
