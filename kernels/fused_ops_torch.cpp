@@ -7,6 +7,7 @@
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "gopd/kernels/cuda_launchers.h"
@@ -124,11 +125,26 @@ torch::Tensor incoming(const torch::Tensor& grad) {
   return grad.defined() ? grad.to(torch::kFloat).contiguous() : grad;
 }
 
-// Rows are independent; a task takes enough rows to amortise the scheduling (~32k elements).
+// Rows are independent: split them into one contiguous range per thread (LibTorch's intra-op
+// thread count), each range at least ~32k elements. Plain std::threads rather than
+// at::parallel_for: that one is an inline OpenMP region, and runs serially in code built
+// without -fopenmp, as gopd is.
 template <typename Fn>
 void for_row_ranges(int64_t n, int64_t v, const Fn& fn) {
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(v, 1));
-  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { fn(cpu::RowRange{begin, end}); });
+  const int64_t tasks = std::min<int64_t>(at::get_num_threads(), (n + grain - 1) / grain);
+  if (tasks <= 1) {
+    fn(cpu::RowRange{0, n});
+    return;
+  }
+  std::vector<std::thread> workers;
+  const int64_t per_task = (n + tasks - 1) / tasks;
+  for (int64_t task = 1; task < tasks; ++task) {
+    const cpu::RowRange range{task * per_task, std::min(n, (task + 1) * per_task)};
+    if (range.begin < range.end) workers.emplace_back([&fn, range] { fn(range); });
+  }
+  fn(cpu::RowRange{0, std::min(n, per_task)});
+  for (std::thread& worker : workers) worker.join();
 }
 
 #if GOPD_TORCH_CUDA

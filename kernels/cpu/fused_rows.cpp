@@ -8,8 +8,9 @@
 //
 // Vectorisation: the inner loops are `omp simd` loops (compiled with -fopenmp-simd, no OpenMP
 // runtime) over an exp() of our own that the compiler can vectorise (libm's expf is a call),
-// and the entry points are compiled twice with target_clones (AVX2+FMA and baseline x86-64),
-// picked once at load time. Results are deterministic for a given machine: rows are
+// built with -fno-trapping-math so the −inf selects if-convert, and the entry points are
+// compiled twice with target_clones (x86-64-v3, i.e. AVX2+FMA, and baseline x86-64), picked
+// once at load time by CPU features. Results are deterministic for a given machine: rows are
 // independent, so thread count and row partition do not change any value.
 #include "fused_rows.h"
 
@@ -21,7 +22,7 @@
 #include <vector>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define GOPD_VECTOR_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define GOPD_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define GOPD_VECTOR_CLONES
 #endif

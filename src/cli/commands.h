@@ -25,6 +25,7 @@ Command add_tokenize_command(CLI::App& parent);
 Command add_tokenizer_command(CLI::App& parent);  // tokenizer train
 Command add_generate_command(CLI::App& parent);
 Command add_eval_command(CLI::App& parent);
+Command add_bench_command(CLI::App& parent);  // bench kernels
 // @@register-declarations@@
 
 }  // namespace gopd::cli
