@@ -11,6 +11,11 @@ if [[ -d "$bench_dir" ]]; then
     "$program"
   done
 fi
+# Fused kernels vs their LibTorch reference (needs several GB of memory; rows shrink to fit).
+if [[ -x "$gopd" ]]; then
+  found=1
+  "$gopd" bench kernels
+fi
 if [[ $found -eq 0 ]]; then
   echo "bench: no benchmark programs are built yet (rollout and kernel benchmarks arrive with their issues)" >&2
 fi
