@@ -26,6 +26,7 @@ Command add_tokenizer_command(CLI::App& parent);  // tokenizer train
 Command add_generate_command(CLI::App& parent);
 Command add_eval_command(CLI::App& parent);
 Command add_bench_command(CLI::App& parent);  // bench kernels
+Command add_train_command(CLI::App& parent);
 // @@register-declarations@@
 
 }  // namespace gopd::cli

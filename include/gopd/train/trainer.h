@@ -1,0 +1,25 @@
+// The on-policy training loop (DESIGN.md "Data flows one way"): per step draw prompts, sample
+// with the current student (no grad), score with the teacher(s) and the reference (no grad),
+// compute the objective, update with micro-batches and gradient accumulation, log, evaluate,
+// save. Algorithms: gopd (ExOPD with λ, default 1.25), opd (λ = 1) and sft (cross-entropy on
+// the dataset's solutions, prompts masked: used to make tiny bases and teachers).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "gopd/core/config.h"
+
+namespace gopd::train {
+
+struct TrainSummary {
+  int64_t steps = 0;                 // optimizer steps taken
+  int64_t skipped_steps = 0;         // updates skipped for a non-finite loss or gradient norm
+  std::string run_directory;
+  std::string final_model;           // model directory written at the end
+  double final_eval_accuracy = -1;   // avg@k on the eval set, −1 without one
+};
+
+TrainSummary run_training(const core::Config& config);
+
+}  // namespace gopd::train
