@@ -283,9 +283,11 @@ void Trainer::load() {
   if (config_.algorithm != "sft") {
     for (const data::Record& record : train_records_) {
       if (config_.teachers.size() > 1 && !config_.teachers.count(record.teacher)) {
+        std::string names;
+        for (const auto& [name, teacher] : config_.teachers) names += (names.empty() ? "" : ", ") + name;
         core::throw_bad_input(record.source + ": teacher '" + record.teacher +
-                              "' is not one of the configured teachers (teachers: …); each "
-                              "record of a multi-teacher job names its teacher");
+                              "' is not one of the configured teachers (" + names +
+                              "); each record of a multi-teacher job names its teacher");
       }
     }
   }
@@ -585,9 +587,11 @@ void Trainer::save(const std::string& name, int64_t step) {
 }
 
 TrainSummary Trainer::run() {
+  // Everything that can be wrong with the job (models, tokenizers, datasets) is found before
+  // the run directory is created, so a bad job leaves nothing behind.
+  load();
   run_ = core::prepare_run(config_);
   summary_.run_directory = run_.path;
-  load();
   core::MetricsSink sink(run_.metrics_path);
   spdlog::info("{}: {} steps, {} prompts/step × {} samples, objective {}, kernels {}",
                config_.algorithm, total_steps_, config_.rollout.batch_prompts, config_.rollout.n,
