@@ -3,6 +3,7 @@
 // loadable final model directory; bad jobs exit 2 with a message naming the problem.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -15,7 +16,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kDir = fs::temp_directory_path() / "gopd_train_cli";
+// One directory per process: ctest runs each case in its own process, possibly in parallel,
+// and every process builds its own data and models.
+const fs::path kDir = fs::temp_directory_path() / ("gopd_train_cli_" + std::to_string(getpid()));
 
 int run(const std::string& args, std::string* stderr_text = nullptr) {
   const std::string err = (kDir / "stderr.txt").string();
@@ -77,6 +80,7 @@ class TrainCli : public ::testing::Test {
                                          "optim: {lr: 1.0e-2, micro_batch_size: 3}\n"
                                          "train: {max_steps: 2}\n";
   }
+  static void TearDownTestSuite() { fs::remove_all(kDir); }
 };
 
 TEST_F(TrainCli, SftRunChangesWeightsAndLogsEveryStep) {
