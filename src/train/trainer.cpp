@@ -95,6 +95,14 @@ double verify(const data::Record& record, const std::string& response) {
   return reward::verify_math(response, record.answer).reward;
 }
 
+// The decoded text of response `row` of a rollout (special tokens dropped).
+std::string response_text(const rollout::RolloutBatch& batch, int64_t row,
+                          const tokenizer::Tokenizer& tokenizer) {
+  const int64_t length = batch.response_mask[row].sum().item<int64_t>();
+  const torch::Tensor ids = batch.response_ids[row].narrow(0, 0, length).contiguous();
+  return tokenizer.decode(std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + length), true);
+}
+
 struct TrainingSequences {
   torch::Tensor input_ids;       // (B, P + T) int64: left-padded prompt, then the response
   torch::Tensor attention_mask;  // (B, P + T) int64
@@ -355,10 +363,7 @@ void Trainer::distillation_update(const std::vector<data::Record>& batch, nlohma
   for (int64_t r = 0; r < rows; ++r) {
     const data::Record& record = batch[size_t(rollout_batch.group_ids[r].item<int64_t>())];
     if (record.answer.empty()) continue;
-    const int64_t length = rollout_batch.response_mask[r].sum().item<int64_t>();
-    const auto ids = rollout_batch.response_ids[r].narrow(0, 0, length);
-    std::vector<int64_t> tokens(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + length);
-    correct += verify(record, tokenizer_.tokenizer->decode(tokens, true));
+    correct += verify(record, response_text(rollout_batch, r, *tokenizer_.tokenizer));
     ++scored;
   }
 
@@ -563,10 +568,7 @@ double Trainer::evaluate(const std::string& label) {
     const rollout::RolloutBatch batch = rollout::generate(models_.student, part, params);
     for (int64_t r = 0; r < batch.response_ids.size(0); ++r) {
       const data::Record& record = eval_records_[begin + size_t(batch.group_ids[r].item<int64_t>())];
-      const int64_t length = batch.response_mask[r].sum().item<int64_t>();
-      const auto ids = batch.response_ids[r].narrow(0, 0, length);
-      std::vector<int64_t> tokens(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + length);
-      correct += verify(record, tokenizer_.tokenizer->decode(tokens, true));
+      correct += verify(record, response_text(batch, r, *tokenizer_.tokenizer));
       ++count;
     }
   }
