@@ -28,6 +28,7 @@ Command add_init_model_command(CLI::App& parent) {
     std::string tokenizer;
     std::string out;
     uint64_t seed = 0;
+    int64_t vocab_size = 0;
   };
   auto options = std::make_shared<Options>();
   command->add_option("--arch", options->arch, "model family")
@@ -61,12 +62,25 @@ Command add_init_model_command(CLI::App& parent) {
       ->required();
   command->add_option("--out", options->out, "output model directory")->required();
   command->add_option("--seed", options->seed, "random seed")->capture_default_str();
+  command
+      ->add_option("--vocab-size", options->vocab_size,
+                   "embedding rows (default: the tokenizer's size; larger = padded, like Qwen's "
+                   "151,936 rows for 151,665 tokens)")
+      ->check(CLI::NonNegativeNumber);
 
   return {command, [options] {
             const tokenizer::LoadedTokenizer loaded = tokenizer::load_tokenizer(options->tokenizer);
             model::ModelConfig config;
             config.model_type = options->arch;
             config.vocab_size = loaded.tokenizer->vocab_size();
+            if (options->vocab_size > 0) {
+              if (options->vocab_size < config.vocab_size) {
+                core::throw_bad_input("--vocab-size " + std::to_string(options->vocab_size) +
+                                      " is smaller than the tokenizer's " +
+                                      std::to_string(config.vocab_size) + " tokens");
+              }
+              config.vocab_size = options->vocab_size;
+            }
             config.hidden_size = options->hidden;
             config.num_hidden_layers = options->layers;
             config.num_attention_heads = options->heads;

@@ -1,5 +1,6 @@
-// `gopd train CONFIG [--set key.path=value]...`: runs the job of a YAML config (algorithm opd,
-// gopd or sft) into run.output_dir/run.name and prints the final model directory.
+// `gopd train CONFIG [--set key.path=value]... [--resume auto|DIR]`: runs the job of a YAML
+// config (algorithm opd, gopd or sft) into run.output_dir/run.name and prints the final
+// checkpoint's model directory.
 #include <iostream>
 
 #include "cli/commands.h"
@@ -12,6 +13,7 @@ namespace {
 struct TrainOptions {
   std::string path;
   std::vector<std::string> overrides;
+  std::string resume;
 };
 
 }  // namespace
@@ -21,9 +23,14 @@ Command add_train_command(CLI::App& parent) {
   auto options = std::make_shared<TrainOptions>();
   train->add_option("CONFIG", options->path, "YAML job config")->required();
   train->add_option("--set", options->overrides, "override: key.path=value (repeatable)");
+  train->add_option("--resume", options->resume,
+                    "auto (the newest complete checkpoint of the run directory, if any) or a "
+                    "checkpoint directory (run/checkpoints/step_N)");
   return Command{train, [options] {
                    const core::Config config = core::load_config(options->path, options->overrides);
-                   const train::TrainSummary summary = train::run_training(config);
+                   train::TrainOptions train_options;
+                   train_options.resume = options->resume;
+                   const train::TrainSummary summary = train::run_training(config, train_options);
                    std::cout << summary.final_model << std::endl;
                  }};
 }

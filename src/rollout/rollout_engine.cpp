@@ -104,6 +104,12 @@ std::vector<core::Rng> make_generators(int64_t prompts, const GenerationParams& 
   return generators;
 }
 
+// The columns of the tokenizer's vocabulary: padded embedding rows are never sampled.
+torch::Tensor vocabulary_logits(const torch::Tensor& logits, const GenerationParams& params) {
+  if (params.vocab_limit <= 0 || params.vocab_limit >= logits.size(-1)) return logits;
+  return logits.narrow(-1, 0, params.vocab_limit);
+}
+
 }  // namespace
 
 uint64_t sample_seed(uint64_t seed, int64_t prompt, int64_t sample) {
@@ -206,7 +212,7 @@ RolloutBatch generate(model::Transformer& model, const std::vector<std::vector<i
   while (!active.empty()) {
     std::vector<core::Rng*> row_generators;
     for (int64_t row : active) row_generators.push_back(&generators[static_cast<size_t>(row)]);
-    const Sample sample = sample_tokens(logits, params.sampling, row_generators);
+    const Sample sample = sample_tokens(vocabulary_logits(logits, params), params.sampling, row_generators);
     const torch::Tensor tokens = sample.tokens.to(torch::kCPU);
     const torch::Tensor logprobs = sample.logprobs.to(torch::kCPU);
     std::vector<int64_t> keep;  // positions in `active` that continue
@@ -276,7 +282,7 @@ RolloutBatch generate_without_cache(model::Transformer& model,
         model->forward(ids.to(device), mask.to(device)).select(1, width - 1);  // (A, V)
     std::vector<core::Rng*> row_generators;
     for (int64_t row : active) row_generators.push_back(&generators[static_cast<size_t>(row)]);
-    const Sample sample = sample_tokens(logits, params.sampling, row_generators);
+    const Sample sample = sample_tokens(vocabulary_logits(logits, params), params.sampling, row_generators);
     const torch::Tensor tokens = sample.tokens.to(torch::kCPU);
     const torch::Tensor logprobs = sample.logprobs.to(torch::kCPU);
     std::vector<int64_t> still_active;

@@ -8,13 +8,17 @@
 #include "gopd/train/trainer.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <set>
+
+#include <sys/resource.h>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -34,6 +38,7 @@
 #include "gopd/reward/task_verifier.h"
 #include "gopd/rollout/rollout_engine.h"
 #include "gopd/tokenizer/tokenizer.h"
+#include "gopd/train/checkpoint.h"
 #include "gopd/train/lr_schedule.h"
 
 namespace gopd::train {
@@ -208,21 +213,56 @@ struct Models {
   std::map<std::string, std::string> teacher_reference;  // teacher → reference key ("" = none)
 };
 
+// A distillation batch after scoring: the sequences, each row's teacher and λ, and for the
+// sampled-token objective the per-token log-probs the advantage needs.
+struct ScoredBatch {
+  TrainingSequences sequences;
+  torch::Tensor rollout_logprobs;  // (B, T) the sampler's
+  std::vector<std::string> row_teacher;
+  std::vector<double> row_lambda;
+  torch::Tensor teacher;    // (B, T) log π_T(y_t) (sampled_token only)
+  torch::Tensor reference;  // (B, T) log π_ref(y_t) or undefined
+  torch::Tensor old;        // (B, T) log π_old(y_t), only with several updates per batch
+};
+
+// The loss of rows [begin, end) of a batch, for gradient accumulation.
+using MicroBatchLoss = std::function<objective::LossOutput(int64_t begin, int64_t end)>;
+
+int64_t peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return int64_t(usage.ru_maxrss) / 1024;  // Linux: kilobytes
+}
+
 class Trainer {
  public:
-  explicit Trainer(const core::Config& config) : config_(config) {}
+  Trainer(const core::Config& config, const TrainOptions& options) : config_(config), options_(options) {}
 
   TrainSummary run();
 
  private:
   void load();
-  void train_step(int64_t step, const std::vector<data::Record>& batch);
-  void distillation_update(const std::vector<data::Record>& batch, nlohmann::json& line);
-  void sft_update(const std::vector<data::Record>& batch, nlohmann::json& line);
+  void restore();
+  std::vector<size_t> epoch_order(int64_t epoch) const;
+  rollout::GenerationParams generation_params(uint64_t seed) const;
+  // Logits predicting the targets of rows [begin, end), cut to the shared vocabulary.
+  torch::Tensor logits(model::Transformer& model, const TrainingSequences& sequences, int64_t begin,
+                       int64_t end) const;
+  // Teacher (and, if `with_reference`, reference) logits of rows [begin, end), each row by its
+  // own teacher. Rows whose teacher has λ = 1 (no reference) get the teacher's logits as their
+  // reference: π_ref cancels for them.
+  std::pair<torch::Tensor, torch::Tensor> score_rows(const ScoredBatch& scored, int64_t begin,
+                                                     int64_t end, bool with_reference) const;
+  void distillation_step(int64_t step, const std::vector<data::Record>& batch, nlohmann::json& line);
+  void sft_step(int64_t step, const std::vector<data::Record>& batch, nlohmann::json& line);
+  // ppo_epochs passes × mini_batches optimizer updates over a batch whose response tokens are
+  // `mask`; each update accumulates micro-batch gradients weighted by their share.
+  void update(int64_t step, const torch::Tensor& mask, int64_t epochs, int64_t mini_batches,
+              const MicroBatchLoss& loss_of, nlohmann::json& line);
   // Clips, checks and applies the accumulated gradient; false when the update was skipped.
-  bool apply_update(int64_t step, nlohmann::json& line);
+  bool apply_update(int64_t step, double loss, double& grad_norm);
   double evaluate(const std::string& label);
-  void save(const std::string& name, int64_t step);
+  void save(int64_t step);
   // The metrics key of the optimised loss, for the console line and the non-finite check.
   std::string loss_key() const {
     if (config_.algorithm == "sft") return "loss/sft";
@@ -230,6 +270,7 @@ class Trainer {
   }
 
   const core::Config& config_;
+  const TrainOptions options_;
   core::RunDirectory run_;
   Models models_;
   tokenizer::LoadedTokenizer tokenizer_;
@@ -240,7 +281,9 @@ class Trainer {
   kernels::Impl impl_ = kernels::Impl::fused;
   objective::LossAgg agg_ = objective::LossAgg::token_mean;
   int64_t total_steps_ = 1;
-  int64_t nonfinite_in_a_row_ = 0;
+  int64_t vocab_width_ = 0;  // logits are cut to this many columns; 0 = all
+  std::string resume_from_;  // checkpoint directory, "" for a fresh run
+  CheckpointState state_;    // step, data cursor and counters (what a checkpoint saves)
   TrainSummary summary_;
 };
 
@@ -252,16 +295,36 @@ void Trainer::load() {
   }
   impl_ = kernels::parse_impl(config_.kernels.impl);
   agg_ = objective::parse_loss_agg(config_.train.loss_agg);
+  state_.algorithm = config_.algorithm;
+  if (!options_.resume.empty()) {
+    const std::string checkpoints = (fs::path(config_.run.output_dir) / config_.run.name / "checkpoints").string();
+    resume_from_ = options_.resume == "auto" ? latest_checkpoint(checkpoints) : options_.resume;
+    if (resume_from_.empty()) {
+      spdlog::info("--resume auto: no complete checkpoint in {}; starting from step 0", checkpoints);
+    } else {
+      const CheckpointState saved = read_checkpoint_state(resume_from_);
+      if (saved.algorithm != config_.algorithm) {
+        core::throw_bad_input(resume_from_ + ": checkpoint of algorithm " + saved.algorithm +
+                              " cannot continue a " + config_.algorithm + " job");
+      }
+      state_ = saved;
+    }
+  }
   tokenizer_ = tokenizer::load_tokenizer(config_.student.path);
   format_.chat_format = config_.student.chat_format == "auto" ? tokenizer_.info.chat_format
                                                              : config_.student.chat_format;
-  models_.student = model::load_model(config_.student.path, parse_dtype(config_.student.dtype));
+  // Resuming: the student's weights come from the checkpoint; student_init stays the job's
+  // student.path.
+  models_.student = model::load_model(resume_from_.empty() ? config_.student.path : resume_from_,
+                                      parse_dtype(config_.student.dtype));
   models_.student->train();
   int64_t parameter_count = 0;
   for (const torch::Tensor& parameter : models_.student->parameters()) {
     parameter_count += parameter.numel();
   }
   spdlog::info("student: {} ({} parameters)", config_.student.path, parameter_count);
+  // Embedding widths of every model, to detect padded vocabularies.
+  std::map<std::string, int64_t> widths = {{config_.student.path, models_.student->config().vocab_size}};
   if (config_.algorithm == "opd" || config_.algorithm == "gopd") {
     if (config_.teachers.empty()) {
       core::throw_bad_input("teachers: algorithm " + config_.algorithm + " needs at least one teacher");
@@ -270,6 +333,7 @@ void Trainer::load() {
     for (const auto& [name, teacher] : config_.teachers) {
       check_same_vocabulary(*tokenizer_.tokenizer, config_.student.path, teacher.path);
       models_.teachers.emplace(name, load_frozen(teacher.path, teacher.dtype));
+      widths[teacher.path] = models_.teachers.at(name)->config().vocab_size;
       const double lambda = teacher.lambda.value_or(shared_lambda);
       models_.teacher_lambda[name] = lambda;
       // λ = 1: π_ref cancels from the advantage and the target (DESIGN.md), so it is not run.
@@ -284,8 +348,24 @@ void Trainer::load() {
         const std::string path = reference == "student_init" ? config_.student.path : reference;
         if (reference != "student_init") check_same_vocabulary(*tokenizer_.tokenizer, config_.student.path, path);
         models_.references.emplace(reference, load_frozen(path, config_.reference.dtype));
+        widths[path] = models_.references.at(reference)->config().vocab_size;
       }
     }
+  }
+  // Embeddings padded to different widths (e.g. 151,936 vs 152,064 rows for one tokenizer):
+  // logits are compared over the tokenizer's ids only, and the student samples only those.
+  const auto [narrowest, widest] = std::minmax_element(
+      widths.begin(), widths.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  if (narrowest->second != widest->second) {
+    const int64_t size = tokenizer_.tokenizer->vocab_size();
+    if (size > narrowest->second) {
+      core::throw_bad_input(narrowest->first + ": the model has " + std::to_string(narrowest->second) +
+                            " embedding rows, fewer than the tokenizer's " + std::to_string(size) + " tokens");
+    }
+    vocab_width_ = size;
+    spdlog::info("embedding widths differ ({} has {} rows, {} has {}): logits are cut to the "
+                 "tokenizer's {} tokens",
+                 narrowest->first, narrowest->second, widest->first, widest->second, size);
   }
   train_records_ = data::read_dataset(config_.data.train_file);
   if (config_.algorithm != "sft") {
@@ -306,6 +386,16 @@ void Trainer::load() {
       (int64_t(train_records_.size()) + config_.rollout.batch_prompts - 1) / config_.rollout.batch_prompts;
   total_steps_ = config_.train.max_steps > 0 ? config_.train.max_steps
                                              : std::max<int64_t>(1, steps_per_epoch * config_.train.epochs);
+  if (state_.step >= total_steps_) {
+    core::throw_bad_input(resume_from_ + ": the checkpoint is at step " + std::to_string(state_.step) +
+                          " and the job has " + std::to_string(total_steps_) +
+                          " steps; raise train.max_steps to continue it");
+  }
+  if (state_.epoch >= 0 && state_.cursor > int64_t(train_records_.size())) {
+    core::throw_bad_input(resume_from_ + ": data cursor " + std::to_string(state_.cursor) +
+                          " is beyond the " + std::to_string(train_records_.size()) +
+                          " records of " + config_.data.train_file);
+  }
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       models_.student->parameters(),
       torch::optim::AdamWOptions(config_.optim.lr)
@@ -314,231 +404,332 @@ void Trainer::load() {
           .weight_decay(config_.optim.weight_decay));
 }
 
+// After prepare_run (which seeds LibTorch): the optimizer, the generator and metrics.jsonl
+// as they were at the checkpoint.
+void Trainer::restore() {
+  if (resume_from_.empty()) return;
+  restore_optimizer_and_rng(resume_from_, *optimizer_);
+  summary_.steps = state_.optimizer_steps;
+  summary_.skipped_steps = state_.skipped_steps;
+  summary_.resumed_from_step = state_.step;
+  // Lines a killed run logged after its last checkpoint are dropped: they are redone.
+  std::ifstream in(run_.metrics_path);
+  std::string kept;
+  std::string text;
+  while (std::getline(in, text)) {
+    const nlohmann::json line = nlohmann::json::parse(text, nullptr, false);
+    if (line.is_object() && line.value("step", int64_t(0)) <= state_.step) kept += text + "\n";
+  }
+  in.close();
+  core::write_file_atomically(run_.metrics_path, kept);
+  spdlog::info("resumed from {} (step {}, epoch {}, record {} of the epoch)", resume_from_,
+               state_.step, state_.epoch, state_.cursor);
+}
+
+std::vector<size_t> Trainer::epoch_order(int64_t epoch) const {
+  std::vector<size_t> order(train_records_.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  if (config_.data.shuffle) {
+    core::Rng rng(seed_for(std::to_string(config_.run.seed) + "/epoch/" + std::to_string(epoch)));
+    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.next_u64() % i]);
+  }
+  return order;
+}
+
+rollout::GenerationParams Trainer::generation_params(uint64_t seed) const {
+  rollout::GenerationParams params;
+  params.stop_token_ids = tokenizer_.info.stop_ids;
+  params.seed = seed;
+  params.pad_id = std::max<int64_t>(tokenizer_.info.pad_id, 0);
+  params.vocab_limit = vocab_width_;
+  return params;
+}
+
+torch::Tensor Trainer::logits(model::Transformer& model, const TrainingSequences& sequences,
+                              int64_t begin, int64_t end) const {
+  torch::Tensor result = target_logits(model, sequences, begin, end);
+  if (vocab_width_ > 0) result = result.narrow(-1, 0, vocab_width_);
+  return result.to(torch::kFloat);
+}
+
 const std::string& teacher_of(const core::Config& config, const data::Record& record) {
   return config.teachers.size() == 1 ? config.teachers.begin()->first : record.teacher;
 }
 
-void Trainer::distillation_update(const std::vector<data::Record>& batch, nlohmann::json& line) {
+std::pair<torch::Tensor, torch::Tensor> Trainer::score_rows(const ScoredBatch& scored, int64_t begin,
+                                                            int64_t end, bool with_reference) const {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> teacher_rows;
+  std::vector<torch::Tensor> reference_rows;
+  // Consecutive rows with the same teacher are scored together.
+  for (int64_t r = begin; r < end;) {
+    int64_t r_end = r + 1;
+    const std::string& name = scored.row_teacher[size_t(r)];
+    while (r_end < end && scored.row_teacher[size_t(r_end)] == name) ++r_end;
+    model::Transformer teacher = models_.teachers.at(name);
+    teacher_rows.push_back(logits(teacher, scored.sequences, r, r_end));
+    if (with_reference) {
+      const std::string& reference = models_.teacher_reference.at(name);
+      if (reference.empty()) {
+        reference_rows.push_back(teacher_rows.back());
+      } else {
+        model::Transformer reference_model = models_.references.at(reference);
+        reference_rows.push_back(logits(reference_model, scored.sequences, r, r_end));
+      }
+    }
+    r = r_end;
+  }
+  return {torch::cat(teacher_rows, 0), with_reference ? torch::cat(reference_rows, 0) : torch::Tensor()};
+}
+
+void Trainer::distillation_step(int64_t step, const std::vector<data::Record>& batch, nlohmann::json& line) {
   // Rollout: n samples per prompt with the current student.
   const auto rollout_start = Clock::now();
   std::vector<std::vector<int64_t>> prompts;
   for (const data::Record& record : batch) {
     prompts.push_back(data::encode_prompt(record, format_, *tokenizer_.tokenizer));
   }
-  rollout::GenerationParams params;
+  rollout::GenerationParams params =
+      generation_params(seed_for(std::to_string(config_.run.seed) + "/rollout/" + std::to_string(step)));
   params.sampling.temperature = config_.rollout.temperature;
   params.sampling.top_p = config_.rollout.top_p;
   params.sampling.top_k = config_.rollout.top_k;
   params.sampling.min_p = config_.rollout.min_p;
   params.n = config_.rollout.n;
   params.max_new_tokens = config_.rollout.max_new_tokens;
-  params.stop_token_ids = tokenizer_.info.stop_ids;
-  params.seed = seed_for(std::to_string(config_.run.seed) + "/rollout/" +
-                                  std::to_string(summary_.steps + summary_.skipped_steps));
   params.prefill_chunk = config_.rollout.prefill_chunk;
-  params.pad_id = std::max<int64_t>(tokenizer_.info.pad_id, 0);
   rollout::RolloutBatch rollout_batch;
   {
     torch::NoGradGuard no_grad;
+    models_.student->eval();
     rollout_batch = rollout::generate(models_.student, prompts, params);
+    models_.student->train();
   }
   const double rollout_seconds = seconds_since(rollout_start);
-  const TrainingSequences sequences = sequences_from_rollout(rollout_batch);
-  const int64_t rows = sequences.targets.size(0);
-  const int64_t micro = config_.optim.micro_batch_size > 0 ? config_.optim.micro_batch_size : rows;
-  const double total_tokens = std::max(1.0, sequences.mask.sum().item<double>());
 
-  // Per row: its teacher, λ and reference.
-  std::vector<std::string> row_teacher(static_cast<size_t>(rows));
-  std::vector<double> row_lambda(static_cast<size_t>(rows));
+  ScoredBatch scored;
+  scored.sequences = sequences_from_rollout(rollout_batch);
+  scored.rollout_logprobs = rollout_batch.response_logprobs;
+  const int64_t rows = scored.sequences.targets.size(0);
+  const torch::Tensor& targets = scored.sequences.targets;
+  const torch::Tensor& mask = scored.sequences.mask;
+  const double total_tokens = std::max(1.0, mask.sum().item<double>());
+  double correct = 0;  // responses' correctness where the data has answers: logged, not optimised
+  int64_t judged = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const data::Record& record = batch[size_t(rollout_batch.group_ids[r].item<int64_t>())];
-    row_teacher[size_t(r)] = teacher_of(config_, record);
-    row_lambda[size_t(r)] = models_.teacher_lambda.at(row_teacher[size_t(r)]);
-  }
-
-  // Responses' correctness, when the data has answers (logged, not optimised).
-  double correct = 0;
-  int64_t scored = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const data::Record& record = batch[size_t(rollout_batch.group_ids[r].item<int64_t>())];
+    scored.row_teacher.push_back(teacher_of(config_, record));
+    scored.row_lambda.push_back(models_.teacher_lambda.at(scored.row_teacher.back()));
     if (record.answer.empty()) continue;
     correct += verify(record, response_text(rollout_batch, r, *tokenizer_.tokenizer));
-    ++scored;
+    ++judged;
   }
 
   const std::string& objective = config_.gopd.objective;
-  const bool clipped = config_.optim.ppo_epochs > 1 || config_.optim.mini_batches > 1;
-  double scoring_seconds = 0;
-  double update_seconds = 0;
-  MetricAccumulator metrics;
-  double entropy_sum = 0;
-  optimizer_->zero_grad();
-  for (int64_t begin = 0; begin < rows; begin += micro) {
-    const int64_t end = std::min(rows, begin + micro);
-    const torch::Tensor targets = sequences.targets.slice(0, begin, end);  // (m, T)
-    const torch::Tensor mask = sequences.mask.slice(0, begin, end);        // (m, T)
-    const double share = agg_ == objective::LossAgg::token_mean
-                             ? mask.sum().item<double>() / total_tokens
-                             : double(end - begin) / double(rows);
-    // Scoring (no grad): each row by its own teacher and reference.
-    const auto scoring_start = Clock::now();
-    torch::Tensor teacher_logits;    // (m, T, V)
-    torch::Tensor reference_logits;  // (m, T, V) or undefined
-    bool any_reference = false;
-    for (int64_t r = begin; r < end; ++r) {
-      any_reference = any_reference || !models_.teacher_reference.at(row_teacher[size_t(r)]).empty();
-    }
-    {
-      torch::NoGradGuard no_grad;
-      std::vector<torch::Tensor> teacher_rows;
-      std::vector<torch::Tensor> reference_rows;
-      // Consecutive rows with the same teacher are scored together.
-      for (int64_t r = begin; r < end;) {
-        int64_t r_end = r + 1;
-        while (r_end < end && row_teacher[size_t(r_end)] == row_teacher[size_t(r)]) ++r_end;
-        const std::string& name = row_teacher[size_t(r)];
-        teacher_rows.push_back(
-            target_logits(models_.teachers.at(name), sequences, r, r_end).to(torch::kFloat));
-        if (any_reference) {
-          const std::string& reference = models_.teacher_reference.at(name);
-          // A teacher with λ = 1 in a mixed batch: its reference cancels; use its own logits.
-          reference_rows.push_back(reference.empty() ? teacher_rows.back()
-                                                     : target_logits(models_.references.at(reference), sequences, r, r_end)
-                                                           .to(torch::kFloat));
-        }
-        r = r_end;
-      }
-      teacher_logits = torch::cat(teacher_rows, 0);
-      if (any_reference) reference_logits = torch::cat(reference_rows, 0);
-    }
-    scoring_seconds += seconds_since(scoring_start);
+  const int64_t epochs = std::max<int64_t>(1, config_.optim.ppo_epochs);
+  const int64_t mini_batches = std::clamp<int64_t>(config_.optim.mini_batches, 1, rows);
+  const bool several_updates = epochs * mini_batches > 1;
+  const int64_t micro = config_.optim.micro_batch_size > 0 ? config_.optim.micro_batch_size : rows;
+  const double temperature = config_.rollout.temperature;
 
-    const auto update_start = Clock::now();
-    const torch::Tensor student_logits =
-        target_logits(models_.student, sequences, begin, end).to(torch::kFloat);  // (m, T, V)
-    const torch::Tensor lambda = torch::tensor(
-        std::vector<double>(row_lambda.begin() + begin, row_lambda.begin() + end), torch::kFloat);
-    objective::LossOutput output;
-    const double temperature = config_.rollout.temperature;
+  // Scoring, sampled-token objective: the teacher's and reference's log-probs of every response
+  // token, and π_old when the weights move before the last update (otherwise π_old is the
+  // detached log-prob of the update's own forward: the same number, one pass fewer).
+  double scoring_seconds = 0;
+  if (objective == "sampled_token") {
+    bool with_reference = false;
+    for (const std::string& teacher : scored.row_teacher) {
+      with_reference = with_reference || !models_.teacher_reference.at(teacher).empty();
+    }
+    const auto scoring_start = Clock::now();
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> teacher, reference, old;
+    for (int64_t begin = 0; begin < rows; begin += micro) {
+      const int64_t end = std::min(rows, begin + micro);
+      const torch::Tensor part = targets.slice(0, begin, end);
+      const auto [teacher_logits, reference_logits] = score_rows(scored, begin, end, with_reference);
+      teacher.push_back(kernels::token_logprobs(teacher_logits, part, temperature, false, impl_).logprobs);
+      if (reference_logits.defined()) {
+        reference.push_back(kernels::token_logprobs(reference_logits, part, temperature, false, impl_).logprobs);
+      }
+      if (several_updates) {
+        old.push_back(kernels::token_logprobs(logits(models_.student, scored.sequences, begin, end), part,
+                                              temperature, false, impl_).logprobs);
+      }
+    }
+    scored.teacher = torch::cat(teacher, 0);
+    if (!reference.empty()) scored.reference = torch::cat(reference, 0);
+    if (several_updates) scored.old = torch::cat(old, 0);
+    scoring_seconds += seconds_since(scoring_start);
+  }
+  if (scored.teacher.defined()) {
+    // Per teacher (the routing, visible): responses scored and the estimate of
+    // KL(π_old ‖ π_T) over its tokens, log π_rollout − log π_T.
+    const torch::Tensor gap = ((scored.rollout_logprobs - scored.teacher) * mask).sum(1);
+    const torch::Tensor tokens = mask.sum(1);
+    std::map<std::string, std::array<double, 3>> per_teacher;  // gap sum, tokens, responses
+    for (int64_t r = 0; r < rows; ++r) {
+      std::array<double, 3>& sums = per_teacher[scored.row_teacher[size_t(r)]];
+      sums[0] += gap[r].item<double>();
+      sums[1] += tokens[r].item<double>();
+      sums[2] += 1;
+    }
+    for (const auto& [name, sums] : per_teacher) {
+      line["teacher/" + name + "/reverse_kl_estimate"] = sums[0] / std::max(sums[1], 1.0);
+      line["teacher/" + name + "/responses"] = int64_t(sums[2]);
+    }
+  }
+
+  double entropy_sum = 0;
+  double update_scoring_seconds = 0;
+  const MicroBatchLoss loss_of = [&](int64_t begin, int64_t end) {
+    const torch::Tensor part_targets = targets.slice(0, begin, end);
+    const torch::Tensor part_mask = mask.slice(0, begin, end);
+    const torch::Tensor student_logits = logits(models_.student, scored.sequences, begin, end);
     if (objective == "sampled_token") {
       const kernels::TokenLogprobs student =
-          kernels::token_logprobs(student_logits, targets, temperature, true, impl_);
+          kernels::token_logprobs(student_logits, part_targets, temperature, true, impl_);
       objective::GopdTokenLogprobs logprobs;
-      logprobs.old = student.logprobs.detach();
-      {
-        torch::NoGradGuard no_grad;
-        logprobs.teacher = kernels::token_logprobs(teacher_logits, targets, temperature, false, impl_).logprobs;
-        if (reference_logits.defined()) {
-          logprobs.reference =
-              kernels::token_logprobs(reference_logits, targets, temperature, false, impl_).logprobs;
-        }
-      }
+      logprobs.teacher = scored.teacher.slice(0, begin, end);
+      if (scored.reference.defined()) logprobs.reference = scored.reference.slice(0, begin, end);
+      logprobs.old = scored.old.defined() ? scored.old.slice(0, begin, end) : student.logprobs.detach();
       objective::GopdLossOptions options;
       options.agg = agg_;
       options.importance_cap = config_.gopd.importance_cap;
-      options.clipped = clipped;
-      output = objective::gopd_sampled_token_loss(
-          student.logprobs, logprobs, lambda,
-          rollout_batch.response_logprobs.slice(0, begin, end), mask, options);
-      entropy_sum += (student.entropy.detach() * mask).sum().item<double>();
-    } else {
-      // One λ per micro-batch for the vocabulary objectives: rows are grouped by teacher
-      // above, and a micro-batch mixing teachers with different λ is split by λ here.
-      const double lambda_value = row_lambda[size_t(begin)];
-      for (int64_t r = begin; r < end; ++r) {
-        if (row_lambda[size_t(r)] != lambda_value) {
-          core::throw_bad_input("gopd.objective " + objective +
-                                ": teachers with different lambda in one micro-batch are not "
-                                "supported yet; use optim.micro_batch_size: 1 or one lambda");
-        }
-      }
-      if (objective == "full_vocab") {
-        output = objective::gopd_full_vocab_loss(student_logits, teacher_logits, reference_logits,
-                                                 lambda_value, temperature, mask, agg_, impl_);
-      } else {
-        const objective::TopK top = objective::teacher_top_k(teacher_logits, reference_logits,
-                                                             config_.gopd.top_k, temperature);
-        output = objective::gopd_top_k_loss(student_logits, top.ids, top.teacher_logprobs,
-                                            top.reference_logprobs, lambda_value, temperature,
-                                            mask, agg_, impl_);
-      }
-      torch::NoGradGuard no_grad;
-      entropy_sum += (kernels::token_logprobs(student_logits.detach(), targets, temperature, true, impl_)
-                          .entropy * mask).sum().item<double>();
+      options.clipped = several_updates;
+      const torch::Tensor lambda = torch::tensor(
+          std::vector<double>(scored.row_lambda.begin() + begin, scored.row_lambda.begin() + end), torch::kFloat);
+      entropy_sum += (student.entropy.detach() * part_mask).sum().item<double>();
+      return objective::gopd_sampled_token_loss(student.logprobs, logprobs, lambda,
+                                                scored.rollout_logprobs.slice(0, begin, end), part_mask,
+                                                options);
     }
-    (output.loss * share).backward();
-    metrics.add(output.metrics, share);
-    update_seconds += seconds_since(update_start);
-  }
-  metrics.put(line);
+    // Vocabulary objectives: the teachers' logits are (rows, T, V) and are not kept between
+    // micro-batches, so they are computed here (again on each pass with several updates).
+    const double lambda = scored.row_lambda[size_t(begin)];
+    for (int64_t r = begin; r < end; ++r) {
+      if (scored.row_lambda[size_t(r)] != lambda) {
+        core::throw_bad_input("gopd.objective " + objective +
+                              ": teachers with different lambda in one micro-batch are not "
+                              "supported yet; use optim.micro_batch_size: 1 or one lambda");
+      }
+    }
+    const auto scoring_start = Clock::now();
+    const auto [teacher_logits, reference_logits] =
+        score_rows(scored, begin, end, !models_.teacher_reference.at(scored.row_teacher[size_t(begin)]).empty());
+    update_scoring_seconds += seconds_since(scoring_start);
+    {
+      torch::NoGradGuard no_grad;
+      entropy_sum += (kernels::token_logprobs(student_logits.detach(), part_targets, temperature, true, impl_)
+                          .entropy * part_mask).sum().item<double>();
+    }
+    if (objective == "full_vocab") {
+      return objective::gopd_full_vocab_loss(student_logits, teacher_logits, reference_logits, lambda,
+                                             temperature, part_mask, agg_, impl_);
+    }
+    const objective::TopK top =
+        objective::teacher_top_k(teacher_logits, reference_logits, config_.gopd.top_k, temperature);
+    return objective::gopd_top_k_loss(student_logits, top.ids, top.teacher_logprobs, top.reference_logprobs,
+                                      lambda, temperature, part_mask, agg_, impl_);
+  };
+  const auto update_start = Clock::now();
+  update(step, mask, epochs, mini_batches, loss_of, line);
+  scoring_seconds += update_scoring_seconds;
+  const double update_seconds = seconds_since(update_start) - update_scoring_seconds;
+
   const double generated = double(rollout_batch.generated_tokens);
   line["rollout/response_length_mean"] = generated / double(rows);
-  line["rollout/entropy"] = entropy_sum / total_tokens;
+  line["rollout/entropy"] = entropy_sum / (total_tokens * double(epochs));
   int64_t truncated = 0;
   for (const rollout::FinishReason reason : rollout_batch.finish_reasons) {
     truncated += reason == rollout::FinishReason::kLength ? 1 : 0;
   }
   line["rollout/truncated_fraction"] = double(truncated) / double(rows);
-  if (scored > 0) line["reward/accuracy"] = correct / double(scored);
+  if (judged > 0) line["reward/accuracy"] = correct / double(judged);
   line["perf/rollout_s"] = rollout_seconds;
   line["perf/scoring_s"] = scoring_seconds;
   line["perf/update_s"] = update_seconds;
   line["perf/rollout_tokens_per_s"] = generated / std::max(rollout_seconds, 1e-9);
+  line["perf/scoring_tokens_per_s"] = total_tokens / std::max(scoring_seconds, 1e-9);
+  line["perf/update_tokens_per_s"] = total_tokens * double(epochs) / std::max(update_seconds, 1e-9);
 }
 
-void Trainer::sft_update(const std::vector<data::Record>& batch, nlohmann::json& line) {
+void Trainer::sft_step(int64_t step, const std::vector<data::Record>& batch, nlohmann::json& line) {
   const auto update_start = Clock::now();
   const TrainingSequences sequences = sft_sequences(batch, *tokenizer_.tokenizer, tokenizer_.info, format_);
-  const int64_t rows = sequences.targets.size(0);
-  const int64_t micro = config_.optim.micro_batch_size > 0 ? config_.optim.micro_batch_size : rows;
-  const double total_tokens = std::max(1.0, sequences.mask.sum().item<double>());
-  MetricAccumulator metrics;
-  optimizer_->zero_grad();
-  for (int64_t begin = 0; begin < rows; begin += micro) {
-    const int64_t end = std::min(rows, begin + micro);
-    const torch::Tensor mask = sequences.mask.slice(0, begin, end);
-    const double share = agg_ == objective::LossAgg::token_mean
-                             ? mask.sum().item<double>() / total_tokens
-                             : double(end - begin) / double(rows);
-    const torch::Tensor logits = target_logits(models_.student, sequences, begin, end).to(torch::kFloat);
-    const objective::LossOutput output =
-        objective::sft_loss(logits, sequences.targets.slice(0, begin, end), mask, agg_, impl_);
-    (output.loss * share).backward();
-    metrics.add(output.metrics, share);
-  }
-  metrics.put(line);
-  line["perf/update_s"] = seconds_since(update_start);
+  const MicroBatchLoss loss_of = [&](int64_t begin, int64_t end) {
+    return objective::sft_loss(logits(models_.student, sequences, begin, end),
+                               sequences.targets.slice(0, begin, end), sequences.mask.slice(0, begin, end),
+                               agg_, impl_);
+  };
+  update(step, sequences.mask, 1, 1, loss_of, line);
+  const double seconds = seconds_since(update_start);
+  line["perf/update_s"] = seconds;
+  line["perf/update_tokens_per_s"] = sequences.mask.sum().item<double>() / std::max(seconds, 1e-9);
 }
 
-bool Trainer::apply_update(int64_t step, nlohmann::json& line) {
+void Trainer::update(int64_t step, const torch::Tensor& mask, int64_t epochs, int64_t mini_batches,
+                     const MicroBatchLoss& loss_of, nlohmann::json& line) {
+  const int64_t rows = mask.size(0);
+  const int64_t micro = config_.optim.micro_batch_size > 0 ? config_.optim.micro_batch_size : rows;
+  const double updates = double(epochs * mini_batches);
+  MetricAccumulator metrics;
+  double grad_norm_sum = 0;
+  int64_t applied = 0;
+  for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+    for (int64_t part = 0; part < mini_batches; ++part) {
+      // Mini-batch `part`: a contiguous slice of the rows (the rows of one prompt stay together).
+      const int64_t first = rows * part / mini_batches;
+      const int64_t last = rows * (part + 1) / mini_batches;
+      const double part_tokens = std::max(1.0, mask.slice(0, first, last).sum().item<double>());
+      optimizer_->zero_grad();
+      double loss = 0;
+      for (int64_t begin = first; begin < last; begin += micro) {
+        const int64_t end = std::min(last, begin + micro);
+        const double share = agg_ == objective::LossAgg::token_mean
+                                 ? mask.slice(0, begin, end).sum().item<double>() / part_tokens
+                                 : double(end - begin) / double(last - first);
+        const objective::LossOutput output = loss_of(begin, end);
+        (output.loss * share).backward();
+        loss += share * output.loss.item<double>();
+        metrics.add(output.metrics, share / updates);
+      }
+      double grad_norm = 0;
+      if (apply_update(step, loss, grad_norm)) ++applied;
+      grad_norm_sum += grad_norm;
+    }
+  }
+  metrics.put(line);
+  line["optim/lr"] = learning_rate(config_.optim, step, total_steps_);
+  line["optim/grad_norm"] = grad_norm_sum / updates;
+  line["optim/updates"] = applied;
+  if (applied < int64_t(updates)) line["optim/skipped"] = int64_t(updates) - applied;
+}
+
+bool Trainer::apply_update(int64_t step, double loss, double& grad_norm) {
   const double lr = learning_rate(config_.optim, step, total_steps_);
   for (auto& group : optimizer_->param_groups()) {
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   }
   const double max_norm = config_.optim.grad_clip > 0 ? config_.optim.grad_clip
                                                       : std::numeric_limits<double>::infinity();
-  const double grad_norm = torch::nn::utils::clip_grad_norm_(models_.student->parameters(), max_norm);
-  line["optim/lr"] = lr;
-  line["optim/grad_norm"] = grad_norm;
-  const auto loss = line.find(loss_key());
-  const bool finite_loss = loss == line.end() || std::isfinite(loss->get<double>());
-  if (!finite_loss || !std::isfinite(grad_norm)) {
+  grad_norm = torch::nn::utils::clip_grad_norm_(models_.student->parameters(), max_norm);
+  if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
     optimizer_->zero_grad();
-    ++nonfinite_in_a_row_;
+    ++state_.nonfinite_in_a_row;
     ++summary_.skipped_steps;
-    line["optim/skipped"] = 1;
     spdlog::warn("step {}: non-finite {} — update skipped ({} in a row)", step + 1,
-                 finite_loss ? "gradient norm" : "loss", nonfinite_in_a_row_);
-    if (nonfinite_in_a_row_ >= config_.train.max_nonfinite_steps) {
-      core::throw_runtime_failure("stopping: " + std::to_string(nonfinite_in_a_row_) +
+                 std::isfinite(loss) ? "gradient norm" : "loss", state_.nonfinite_in_a_row);
+    if (state_.nonfinite_in_a_row >= config_.train.max_nonfinite_steps) {
+      core::throw_runtime_failure("stopping: " + std::to_string(state_.nonfinite_in_a_row) +
                                   " updates in a row had a non-finite loss or gradient norm "
                                   "(train.max_nonfinite_steps); lower optim.lr or check the data");
     }
     return false;
   }
-  nonfinite_in_a_row_ = 0;
+  state_.nonfinite_in_a_row = 0;
   optimizer_->step();
+  ++summary_.steps;
   return true;
 }
 
@@ -549,14 +740,11 @@ double Trainer::evaluate(const std::string& label) {
   for (const data::Record& record : eval_records_) {
     prompts.push_back(data::encode_prompt(record, format_, *tokenizer_.tokenizer));
   }
-  rollout::GenerationParams params;
+  rollout::GenerationParams params = generation_params(seed_for(std::to_string(config_.run.seed) + "/eval"));
   params.sampling.temperature = config_.eval.temperature;
   params.sampling.top_p = config_.eval.top_p;
   params.n = config_.eval.samples;
   params.max_new_tokens = config_.eval.max_new_tokens;
-  params.stop_token_ids = tokenizer_.info.stop_ids;
-  params.seed = seed_for(std::to_string(config_.run.seed) + "/eval");
-  params.pad_id = std::max<int64_t>(tokenizer_.info.pad_id, 0);
   double correct = 0;
   int64_t count = 0;
   const int64_t chunk = std::max<int64_t>(1, config_.rollout.batch_prompts);
@@ -579,54 +767,52 @@ double Trainer::evaluate(const std::string& label) {
   return accuracy;
 }
 
-void Trainer::save(const std::string& name, int64_t step) {
-  const std::string directory = run_.path + "/checkpoints/" + name;
-  model::save_model(models_.student, directory, config_.student.path);
-  nlohmann::json state = {{"step", step}, {"algorithm", config_.algorithm}};
-  core::write_file_atomically(directory + "/trainer_state.json", state.dump(2) + "\n");
-  spdlog::info("saved {}", directory);
-  summary_.final_model = directory;
+void Trainer::save(int64_t step) {
+  state_.step = step;
+  state_.optimizer_steps = summary_.steps;
+  state_.skipped_steps = summary_.skipped_steps;
+  const std::string checkpoints = run_.path + "/checkpoints";
+  summary_.final_model = save_checkpoint(checkpoints, state_, models_.student, *optimizer_, config_.student.path);
+  spdlog::info("saved {}", summary_.final_model);
+  prune_checkpoints(checkpoints, config_.train.keep_last);
 }
 
 TrainSummary Trainer::run() {
-  // Everything that can be wrong with the job (models, tokenizers, datasets) is found before
-  // the run directory is created, so a bad job leaves nothing behind.
+  // Everything that can be wrong with the job (models, tokenizers, datasets, the checkpoint to
+  // resume) is found before the run directory is created, so a bad job leaves nothing behind.
   load();
   run_ = core::prepare_run(config_);
+  restore();
   summary_.run_directory = run_.path;
   core::MetricsSink sink(run_.metrics_path);
   spdlog::info("{}: {} steps, {} prompts/step × {} samples, objective {}, kernels {}",
                config_.algorithm, total_steps_, config_.rollout.batch_prompts, config_.rollout.n,
                config_.algorithm == "sft" ? "sft" : config_.gopd.objective, config_.kernels.impl);
-  const double initial_accuracy = config_.train.eval_every > 0 ? evaluate("step 0") : -1;
-  if (initial_accuracy >= 0) sink.write({{"step", 0}, {"eval/accuracy", initial_accuracy}});
+  if (config_.train.eval_every > 0 && state_.step == 0) {
+    const double initial_accuracy = evaluate("step 0");
+    if (initial_accuracy >= 0) sink.write({{"step", 0}, {"eval/accuracy", initial_accuracy}});
+  }
 
-  std::vector<size_t> order(train_records_.size());
-  int64_t cursor = int64_t(order.size());  // forces a shuffle before the first batch
-  int64_t epoch = -1;
-  for (int64_t step = 0; step < total_steps_; ++step) {
-    if (cursor >= int64_t(order.size())) {
-      ++epoch;
-      std::iota(order.begin(), order.end(), size_t(0));
-      if (config_.data.shuffle) {
-        core::Rng rng(seed_for(std::to_string(config_.run.seed) + "/epoch/" + std::to_string(epoch)));
-        for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.next_u64() % i]);
-      }
-      cursor = 0;
+  std::vector<size_t> order = state_.epoch >= 0 ? epoch_order(state_.epoch) : std::vector<size_t>();
+  if (state_.epoch < 0) state_.cursor = 0;
+  for (int64_t step = state_.step; step < total_steps_; ++step) {
+    if (state_.epoch < 0 || state_.cursor >= int64_t(order.size())) {
+      order = epoch_order(++state_.epoch);
+      state_.cursor = 0;
     }
     std::vector<data::Record> batch;
-    while (int64_t(batch.size()) < config_.rollout.batch_prompts && cursor < int64_t(order.size())) {
-      batch.push_back(train_records_[order[size_t(cursor++)]]);
+    while (int64_t(batch.size()) < config_.rollout.batch_prompts && state_.cursor < int64_t(order.size())) {
+      batch.push_back(train_records_[order[size_t(state_.cursor++)]]);
     }
     const auto step_start = Clock::now();
-    nlohmann::json line = {{"step", step + 1}, {"epoch", epoch}};
+    nlohmann::json line = {{"step", step + 1}, {"epoch", state_.epoch}};
     if (config_.algorithm == "sft") {
-      sft_update(batch, line);
+      sft_step(step, batch, line);
     } else {
-      distillation_update(batch, line);
+      distillation_step(step, batch, line);
     }
-    if (apply_update(step, line)) ++summary_.steps;
     line["perf/step_s"] = seconds_since(step_start);
+    line["perf/peak_rss_mb"] = peak_rss_mb();
     if (config_.train.eval_every > 0 && (step + 1) % config_.train.eval_every == 0 && step + 1 < total_steps_) {
       line["eval/accuracy"] = evaluate("step " + std::to_string(step + 1));
     }
@@ -642,10 +828,10 @@ TrainSummary Trainer::run() {
                    line["perf/step_s"].get<double>());
     }
     if (config_.train.save_every > 0 && (step + 1) % config_.train.save_every == 0 && step + 1 < total_steps_) {
-      save("step_" + std::to_string(step + 1), step + 1);
+      save(step + 1);
     }
   }
-  save("final", total_steps_);
+  save(total_steps_);
   summary_.final_eval_accuracy = evaluate("final");
   if (summary_.final_eval_accuracy >= 0) {
     sink.write({{"step", total_steps_}, {"eval/accuracy", summary_.final_eval_accuracy}});
@@ -655,8 +841,8 @@ TrainSummary Trainer::run() {
 
 }  // namespace
 
-TrainSummary run_training(const core::Config& config) {
-  Trainer trainer(config);
+TrainSummary run_training(const core::Config& config, const TrainOptions& options) {
+  Trainer trainer(config, options);
   return trainer.run();
 }
 

@@ -1,6 +1,9 @@
 // `gopd train` end to end on a tiny model: a 2-step SFT run and 2-step G-OPD runs (sampled-token,
-// full-vocab, top-k objectives) change the weights, write every metric key per step and a
-// loadable final model directory; bad jobs exit 2 with a message naming the problem.
+// full-vocab, top-k objectives, PPO epochs/mini-batches) change the weights, write every metric
+// key per step and a loadable final checkpoint; resuming gives bit-identical weights; records
+// are routed to their teacher; padded embeddings are cut to the shared tokenizer; bad jobs
+// (missing model, unknown teacher, other tokenizer, bad checkpoint) exit 2 with a message
+// naming the problem and leave no run directory.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -86,10 +89,16 @@ class TrainCli : public ::testing::Test {
 TEST_F(TrainCli, SftRunChangesWeightsAndLogsEveryStep) {
   std::string err;
   ASSERT_EQ(run("train '" + (kDir / "sft.yaml").string() + "'", &err), 0) << err;
-  const fs::path final_model = kDir / "runs/sft/checkpoints/final";
+  const fs::path final_model = kDir / "runs/sft/checkpoints/step_2";
   ASSERT_TRUE(fs::exists(final_model / "model.safetensors"));
   ASSERT_TRUE(fs::exists(final_model / "config.json"));
   ASSERT_TRUE(fs::exists(final_model / "tokenizer.model"));
+  for (const char* file : {"optimizer.pt", "rng_state.pt", "trainer_state.json"}) {
+    EXPECT_TRUE(fs::exists(final_model / file)) << file;
+  }
+  const nlohmann::json state = nlohmann::json::parse(read_file(final_model / "trainer_state.json"));
+  EXPECT_EQ(state["step"], 2);
+  EXPECT_EQ(state["cursor"], 16);  // two batches of 8 prompts
   EXPECT_NE(read_file(final_model / "model.safetensors"), read_file(kDir / "student/model.safetensors"));
   const auto lines = read_jsonl(kDir / "runs/sft/metrics.jsonl");
   ASSERT_EQ(lines.size(), 3u);  // two steps and the final eval
@@ -116,14 +125,15 @@ TEST_F(TrainCli, GopdObjectivesRunAndLogTheirMetrics) {
               0)
         << err;
     const fs::path run_dir = kDir / ("runs/gopd-" + objective);
-    EXPECT_NE(read_file(run_dir / "checkpoints/final/model.safetensors"),
+    EXPECT_NE(read_file(run_dir / "checkpoints/step_2/model.safetensors"),
               read_file(kDir / "student/model.safetensors"))
         << objective;
     const auto lines = read_jsonl(run_dir / "metrics.jsonl");
     ASSERT_EQ(lines.size(), 2u) << objective;
     std::vector<std::string> common = {"reward/accuracy", "rollout/response_length_mean", "rollout/entropy",
                                        "optim/lr", "optim/grad_norm", "perf/rollout_s", "perf/scoring_s",
-                                       "perf/update_s", "perf/step_s"};
+                                       "perf/update_s", "perf/step_s", "perf/peak_rss_mb",
+                                       "perf/update_tokens_per_s"};
     common.insert(common.end(), keys.begin(), keys.end());
     for (const auto& line : lines) {
       for (const std::string& key : common) {
@@ -157,6 +167,170 @@ TEST_F(TrainCli, BadJobsExitTwoWithAClearMessage) {
   EXPECT_NE(err.find("not available"), std::string::npos) << err;
   for (const char* name : {"bad1", "bad2", "bad3"}) {
     EXPECT_FALSE(fs::exists(kDir / "runs" / name)) << name << ": a failed job left its run directory";
+  }
+}
+
+// The losses and statistics of a metrics line (everything but wall-clock timings).
+nlohmann::json without_timings(nlohmann::json line) {
+  for (auto it = line.begin(); it != line.end();) {
+    it = it.key().rfind("perf/", 0) == 0 ? line.erase(it) : std::next(it);
+  }
+  return line;
+}
+
+TEST_F(TrainCli, ResumeIsBitIdenticalToAStraightRun) {
+  const std::string config = "train '" + (kDir / "gopd.yaml").string() + "' --set train.max_steps=6 ";
+  std::string err;
+  // Straight: 6 steps, checkpoints at 3 and 6.
+  ASSERT_EQ(run(config + "--set run.name=straight --set train.save_every=3", &err), 0) << err;
+  const fs::path straight = kDir / "runs/straight";
+  ASSERT_TRUE(fs::exists(straight / "checkpoints/step_3/trainer_state.json"));
+  const std::string weights = read_file(straight / "checkpoints/step_6/model.safetensors");
+  ASSERT_FALSE(weights.empty());
+  const auto straight_lines = read_jsonl(straight / "metrics.jsonl");
+
+  // 3 steps, then --resume auto with 6.
+  ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set train.max_steps=3 --set run.name=resumed", &err), 0)
+      << err;
+  ASSERT_EQ(run(config + "--set run.name=resumed --resume auto", &err), 0) << err;
+  EXPECT_NE(err.find("resumed from"), std::string::npos) << err;
+  EXPECT_TRUE(read_file(kDir / "runs/resumed/checkpoints/step_6/model.safetensors") == weights);
+  // (optimizer.pt is not compared byte for byte: LibTorch's archive orders its entries by
+  // address. Wrong moments would show in the weights.)
+  const auto resumed_lines = read_jsonl(kDir / "runs/resumed/metrics.jsonl");
+  ASSERT_EQ(resumed_lines.size(), straight_lines.size());
+  for (size_t i = 0; i < straight_lines.size(); ++i) {
+    EXPECT_EQ(without_timings(resumed_lines[i]), without_timings(straight_lines[i])) << "line " << i;
+  }
+
+  // A run killed while writing its step-6 checkpoint: the partial one is ignored, the run
+  // continues from step 3 and redoes steps 4-6 (their old metrics lines are dropped).
+  const fs::path killed = kDir / "runs/killed";
+  fs::copy(straight, killed, fs::copy_options::recursive);
+  fs::rename(killed / "checkpoints/step_6", killed / "checkpoints/.partial-step_6");
+  fs::remove(killed / "checkpoints/.partial-step_6/trainer_state.json");
+  ASSERT_EQ(run(config + "--set run.name=killed --resume auto", &err), 0) << err;
+  EXPECT_NE(err.find("step_3 (step 3"), std::string::npos) << err;
+  EXPECT_TRUE(read_file(killed / "checkpoints/step_6/model.safetensors") == weights);
+  EXPECT_FALSE(fs::exists(killed / "checkpoints/.partial-step_6"));
+  EXPECT_EQ(read_jsonl(killed / "metrics.jsonl").size(), straight_lines.size());
+
+  // keep_last: only the newest checkpoints stay.
+  ASSERT_EQ(run(config + "--set run.name=keep --set train.save_every=2 --set train.keep_last=2", &err), 0) << err;
+  EXPECT_FALSE(fs::exists(kDir / "runs/keep/checkpoints/step_2"));
+  EXPECT_TRUE(fs::exists(kDir / "runs/keep/checkpoints/step_4"));
+  EXPECT_TRUE(fs::exists(kDir / "runs/keep/checkpoints/step_6"));
+
+  // Nothing to continue: a finished run, a directory that is not a checkpoint.
+  EXPECT_EQ(run(config + "--set run.name=straight --resume auto", &err), 2);
+  EXPECT_NE(err.find("raise train.max_steps"), std::string::npos) << err;
+  EXPECT_EQ(run(config + "--set run.name=bad-resume --resume '" + (kDir / "student").string() + "'", &err), 2);
+  EXPECT_NE(err.find("not a gopd training checkpoint"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(kDir / "runs/bad-resume"));
+}
+
+TEST_F(TrainCli, PpoEpochsAndMiniBatchesMakeSeveralClippedUpdates) {
+  std::string err;
+  ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() +
+                    "' --set run.name=ppo --set optim.ppo_epochs=2 --set optim.mini_batches=2",
+                &err),
+            0)
+      << err;
+  const auto lines = read_jsonl(kDir / "runs/ppo/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  for (const auto& line : lines) {
+    EXPECT_EQ(line["optim/updates"], 4) << line.dump();
+    ASSERT_TRUE(line.contains("actor/clip_fraction")) << line.dump();
+    ASSERT_TRUE(line.contains("actor/ratio_mean")) << line.dump();
+  }
+  // The first pass of each batch starts at π_old: the ratio is 1 there, then moves (lr 1e-2).
+  EXPECT_GT(lines[0]["actor/clip_fraction"].get<double>() + std::abs(lines[0]["actor/ratio_mean"].get<double>() - 1.0), 0.0);
+}
+
+TEST_F(TrainCli, RecordsAreScoredByTheirOwnTeacher) {
+  // Records alternate between a "self" teacher (the student's own initial weights: KL 0 at the
+  // first step) and "other" (a different random model), with different λ.
+  std::ifstream input(kDir / "train.jsonl");
+  std::ofstream output(kDir / "routed.jsonl");
+  int index = 0;
+  for (std::string text; std::getline(input, text); ++index) {
+    nlohmann::json record = nlohmann::json::parse(text);
+    record["teacher"] = index % 2 == 0 ? "self" : "other";
+    output << record.dump() << "\n";
+  }
+  output.close();
+  const std::string d = kDir.string();
+  std::ofstream(kDir / "routed.yaml") << "algorithm: gopd\n"
+                                         "run: {name: routed, output_dir: " << d << "/runs, threads: 1}\n"
+                                         "student: {path: " << d << "/student}\n"
+                                         "teachers:\n"
+                                         "  self: {path: " << d << "/student, dtype: float32, lambda: 1.0}\n"
+                                         "  other: {path: " << d << "/teacher, dtype: float32}\n"
+                                         "reference: {dtype: float32}\n"
+                                         "data: {train_file: " << d << "/routed.jsonl, shuffle: false}\n"
+                                         "rollout: {batch_prompts: 4, n: 2, max_new_tokens: 12}\n"
+                                         "optim: {lr: 1.0e-2, micro_batch_size: 3}\n"
+                                         "train: {max_steps: 1}\n";
+  std::string err;
+  ASSERT_EQ(run("train '" + (kDir / "routed.yaml").string() + "'", &err), 0) << err;
+  EXPECT_NE(err.find("teacher 'self'"), std::string::npos) << err;
+  const auto lines = read_jsonl(kDir / "runs/routed/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 1u);
+  const auto& line = lines[0];
+  ASSERT_TRUE(line.contains("teacher/other/responses")) << line.dump();
+  EXPECT_EQ(line["teacher/self/responses"], 4) << line.dump();
+  EXPECT_EQ(line["teacher/other/responses"], 4) << line.dump();
+  EXPECT_NEAR(line["teacher/self/reverse_kl_estimate"].get<double>(), 0.0, 1e-5) << line.dump();
+  EXPECT_GT(line["teacher/other/reverse_kl_estimate"].get<double>(), 1e-3) << line.dump();  // random models: near-uniform, but clearly apart
+}
+
+TEST_F(TrainCli, PaddedEmbeddingsAreCutToTheSharedTokenizer) {
+  const std::string d = kDir.string();
+  ASSERT_EQ(run("init-model --arch qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 --tokenizer '" +
+                d + "/tok' --out '" + d + "/padded_teacher' --seed 3 --vocab-size 448"),
+            0);
+  std::string err;
+  ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=padded --set train.max_steps=1" +
+                    " --set teachers.math.path=" + d + "/padded_teacher",
+                &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("logits are cut to the tokenizer's 400 tokens"), std::string::npos) << err;
+  const auto lines = read_jsonl(kDir / "runs/padded/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_TRUE(std::isfinite(lines[0]["loss/policy"].get<double>())) << lines[0].dump();
+}
+
+TEST_F(TrainCli, TeachersWithAnotherTokenizerAreRejected) {
+  const std::string d = kDir.string();
+  ASSERT_EQ(run("data --task code --n 64 --difficulty 1 --out '" + d + "/code.jsonl'"), 0);
+  // The same size trained on other text: real token differences.
+  ASSERT_EQ(run("tokenizer train --input '" + d + "/code.jsonl' --vocab-size 400 --chat-format chatml --out '" + d + "/tok_code'"), 0);
+  // Another size.
+  ASSERT_EQ(run("tokenizer train --input '" + d + "/train.jsonl' --vocab-size 350 --chat-format chatml --out '" + d + "/tok_small'"), 0);
+  for (const std::string& tokenizer : {std::string("tok_code"), std::string("tok_small")}) {
+    ASSERT_EQ(run("init-model --arch qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 --tokenizer '" +
+                  d + "/" + tokenizer + "' --out '" + d + "/teacher_" + tokenizer + "'"),
+              0);
+  }
+  std::string err;
+  EXPECT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=bad-vocab1 --set teachers.math.path=" +
+                    d + "/teacher_tok_code",
+                &err),
+            2);
+  EXPECT_NE(err.find("but the student's is"), std::string::npos) << err;
+  EXPECT_NE(err.find("the tokenizers differ"), std::string::npos) << err;
+  EXPECT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=bad-vocab2 --set teachers.math.path=" +
+                    d + "/teacher_tok_small",
+                &err),
+            2);
+  EXPECT_NE(err.find("tokenizer has 350 tokens but the student's"), std::string::npos) << err;
+  EXPECT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=bad-vocab3 --set student.path=" + d + "/nowhere",
+                &err),
+            2);
+  EXPECT_NE(err.find("nowhere"), std::string::npos) << err;
+  for (const char* name : {"bad-vocab1", "bad-vocab2", "bad-vocab3"}) {
+    EXPECT_FALSE(fs::exists(kDir / "runs" / name)) << name;
   }
 }
 

@@ -29,6 +29,7 @@ struct GenerationParams {
   std::vector<uint64_t> row_seeds;  // if given (prompts × n), overrides the derived seeds
   int64_t prefill_chunk = 0;        // tokens per prefill forward; 0 = whole prompts
   int64_t pad_id = 0;               // fills padding positions of the returned tensors
+  int64_t vocab_limit = 0;          // sample among ids < vocab_limit only (0 = all logits)
 };
 
 // The seed of sample `sample` of prompt `prompt`.

@@ -16,10 +16,17 @@ struct TrainSummary {
   int64_t steps = 0;                 // optimizer steps taken
   int64_t skipped_steps = 0;         // updates skipped for a non-finite loss or gradient norm
   std::string run_directory;
-  std::string final_model;           // model directory written at the end
+  std::string final_model;           // model directory written at the end (checkpoints/step_N)
+  int64_t resumed_from_step = 0;     // step of the checkpoint the run continued from
   double final_eval_accuracy = -1;   // avg@k on the eval set, −1 without one
 };
 
-TrainSummary run_training(const core::Config& config);
+struct TrainOptions {
+  // "" = a fresh run; "auto" = continue from the newest complete checkpoint of the run
+  // directory (a fresh run if there is none); otherwise a checkpoint directory to continue from.
+  std::string resume;
+};
+
+TrainSummary run_training(const core::Config& config, const TrainOptions& options = {});
 
 }  // namespace gopd::train

@@ -1,0 +1,150 @@
+// Training checkpoints: see checkpoint.h.
+#include "gopd/train/checkpoint.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "gopd/core/atomic_file.h"
+#include "gopd/core/error.h"
+#include "gopd/model/model_io.h"
+
+namespace gopd::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kStateFile = "trainer_state.json";
+constexpr const char* kOptimizerFile = "optimizer.pt";
+constexpr const char* kRngFile = "rng_state.pt";
+constexpr const char* kPartialPrefix = ".partial-";
+
+// The step of a `step_N` directory name, −1 for anything else.
+int64_t step_of(const std::string& name) {
+  if (name.rfind("step_", 0) != 0 || name.size() == 5) return -1;
+  int64_t step = 0;
+  for (size_t i = 5; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    step = step * 10 + (name[i] - '0');
+  }
+  return step;
+}
+
+// Complete step_N checkpoints, oldest first.
+std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& directory) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  std::error_code error;
+  if (!fs::is_directory(directory, error)) return found;
+  for (const fs::directory_entry& entry : fs::directory_iterator(directory)) {
+    const int64_t step = step_of(entry.path().filename().string());
+    if (step >= 0 && entry.is_directory() && fs::exists(entry.path() / kStateFile)) {
+      found.emplace_back(step, entry.path());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& checkpoints_directory, const CheckpointState& state,
+                            model::Transformer& model, const torch::optim::Optimizer& optimizer,
+                            const std::string& tokenizer_directory) {
+  const std::string name = "step_" + std::to_string(state.step);
+  const fs::path target = fs::path(checkpoints_directory) / name;
+  const fs::path partial = fs::path(checkpoints_directory) / (kPartialPrefix + name);
+  fs::create_directories(checkpoints_directory);
+  fs::remove_all(partial);
+  model::save_model(model, partial.string(), tokenizer_directory);
+  torch::save(optimizer, (partial / kOptimizerFile).string());
+  {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    torch::save(generator.get_state(), (partial / kRngFile).string());
+  }
+  const nlohmann::json json = {{"step", state.step},
+                               {"epoch", state.epoch},
+                               {"cursor", state.cursor},
+                               {"optimizer_steps", state.optimizer_steps},
+                               {"skipped_steps", state.skipped_steps},
+                               {"nonfinite_in_a_row", state.nonfinite_in_a_row},
+                               {"algorithm", state.algorithm}};
+  // Written last: its presence marks the checkpoint complete.
+  core::write_file_atomically((partial / kStateFile).string(), json.dump(2) + "\n");
+  fs::remove_all(target);
+  fs::rename(partial, target);
+  return target.string();
+}
+
+std::string latest_checkpoint(const std::string& checkpoints_directory) {
+  const auto found = complete_checkpoints(checkpoints_directory);
+  return found.empty() ? std::string() : found.back().second.string();
+}
+
+CheckpointState read_checkpoint_state(const std::string& checkpoint_directory) {
+  const std::string path = (fs::path(checkpoint_directory) / kStateFile).string();
+  std::ifstream in(path);
+  if (!in) {
+    core::throw_bad_input(checkpoint_directory + ": not a gopd training checkpoint (no " +
+                          std::string(kStateFile) + ")");
+  }
+  CheckpointState state;
+  try {
+    const nlohmann::json json = nlohmann::json::parse(in);
+    state.step = json.at("step").get<int64_t>();
+    state.epoch = json.at("epoch").get<int64_t>();
+    state.cursor = json.at("cursor").get<int64_t>();
+    state.optimizer_steps = json.at("optimizer_steps").get<int64_t>();
+    state.skipped_steps = json.at("skipped_steps").get<int64_t>();
+    state.nonfinite_in_a_row = json.at("nonfinite_in_a_row").get<int64_t>();
+    state.algorithm = json.at("algorithm").get<std::string>();
+  } catch (const nlohmann::json::exception& error) {
+    core::throw_bad_input(path + ": malformed checkpoint state: " + error.what());
+  }
+  if (state.step < 0 || state.cursor < 0) core::throw_bad_input(path + ": negative step or cursor");
+  for (const char* file : {kOptimizerFile, kRngFile}) {
+    if (!fs::exists(fs::path(checkpoint_directory) / file)) {
+      core::throw_bad_input(checkpoint_directory + ": checkpoint has no " + std::string(file));
+    }
+  }
+  return state;
+}
+
+void restore_optimizer_and_rng(const std::string& checkpoint_directory,
+                               torch::optim::Optimizer& optimizer) {
+  const fs::path directory(checkpoint_directory);
+  try {
+    torch::load(optimizer, (directory / kOptimizerFile).string());
+    torch::Tensor rng_state;
+    torch::load(rng_state, (directory / kRngFile).string());
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(rng_state);
+  } catch (const c10::Error& error) {
+    core::throw_bad_input(checkpoint_directory + ": cannot restore the optimizer/RNG state: " +
+                          error.what_without_backtrace());
+  }
+}
+
+void prune_checkpoints(const std::string& checkpoints_directory, int64_t keep_last) {
+  std::error_code error;
+  if (!fs::is_directory(checkpoints_directory, error)) return;
+  for (const fs::directory_entry& entry : fs::directory_iterator(checkpoints_directory)) {
+    if (entry.path().filename().string().rfind(kPartialPrefix, 0) == 0) fs::remove_all(entry.path());
+  }
+  if (keep_last <= 0) return;
+  const auto found = complete_checkpoints(checkpoints_directory);
+  for (size_t i = 0; i + size_t(keep_last) < found.size(); ++i) {
+    fs::remove_all(found[i].second);
+    spdlog::info("removed old checkpoint {} (train.keep_last {})", found[i].second.string(), keep_last);
+  }
+}
+
+}  // namespace gopd::train
