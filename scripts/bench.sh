@@ -15,6 +15,9 @@ fi
 if [[ -x "$gopd" ]]; then
   found=1
   "$gopd" bench kernels
+  # Training steps by phase on a tiny model (reference pass on/off) and the full-vocab
+  # objective's memory, fused vs reference.
+  "$gopd" bench train
 fi
 if [[ $found -eq 0 ]]; then
   echo "bench: no benchmark programs are built yet (rollout and kernel benchmarks arrive with their issues)" >&2

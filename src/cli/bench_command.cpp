@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/bench_train.h"
 #include "cli/commands.h"
 #include "gopd/core/cpu_memory_tracker.h"
 #include "gopd/core/error.h"
@@ -229,7 +230,14 @@ Command add_bench_command(CLI::App& parent) {
   kernels_app->add_option("--top-k", options->top_k, "k of gopd_kl_topk")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  return Command{bench, [options] { run_kernel_bench(*options); }};
+  const BenchSubcommand train = add_bench_train(bench);
+  return Command{bench, [options, train] {
+                   if (train.app->parsed()) {
+                     train.run();
+                   } else {
+                     run_kernel_bench(*options);
+                   }
+                 }};
 }
 
 }  // namespace gopd::cli

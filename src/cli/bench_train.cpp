@@ -1,0 +1,283 @@
+// `gopd bench train`: the training step on a tiny model, by phase, and the memory of the
+// full-vocabulary objective. One JSON object per line on stdout:
+//   1. G-OPD steps (sampled-token objective) with λ = 1.25 (reference pass) and λ = 1 (reference
+//      pass skipped): seconds per step in rollout / scoring / update, tokens per second, peak
+//      RSS — and the scoring time saved by skipping the reference pass, measured in this run;
+//   2. the full-vocabulary G-OPD objective, forward + backward on (rows, vocab) logits, fused
+//      kernels vs the LibTorch reference composite: time and peak extra CPU memory.
+// Without --student/--teacher/--data it builds its own (arith data, a sentencepiece tokenizer,
+// random Qwen3-style models) in a temporary directory.
+#include "cli/bench_train.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "gopd/core/config.h"
+#include "gopd/core/cpu_memory_tracker.h"
+#include "gopd/core/runtime.h"
+#include "gopd/data/jsonl.h"
+#include "gopd/data/record.h"
+#include "gopd/data/tasks.h"
+#include "gopd/model/model_io.h"
+#include "gopd/model/transformer.h"
+#include "gopd/objective/gopd_loss.h"
+#include "gopd/tokenizer/tokenizer.h"
+#include "gopd/tokenizer/tokenizer_trainer.h"
+#include "gopd/train/trainer.h"
+
+namespace gopd::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TrainBenchOptions {
+  std::string student;  // model directories and data; built when empty
+  std::string teacher;
+  std::string data;
+  int64_t hidden = 128;  // size of the built models
+  int64_t layers = 4;
+  int64_t steps = 5;  // measured steps per configuration (after one warm-up step)
+  int64_t batch_prompts = 16;
+  int64_t n = 2;
+  int64_t max_new_tokens = 48;
+  int64_t threads = 0;  // 0 = LibTorch's current setting
+  int64_t rows = 1024;  // full-vocab objective: positions
+  int64_t vocab = 32000;
+  int64_t repeats = 3;
+};
+
+void print(const nlohmann::json& line) { std::cout << line.dump() << std::endl; }
+
+double round2(double value) { return std::round(value * 100.0) / 100.0; }
+
+// arith data, a tokenizer and two random models under `directory`.
+void build_inputs(const fs::path& directory, const TrainBenchOptions& options, std::string& student,
+                  std::string& teacher, std::string& data) {
+  data::TaskOptions task;
+  task.task = "arith";
+  task.count = 512;
+  task.difficulty = 2;
+  task.seed = 1;
+  std::vector<nlohmann::json> lines;
+  for (const data::Record& record : data::generate_task(task)) lines.push_back(data::to_json(record));
+  data = (directory / "train.jsonl").string();
+  data::write_jsonl(data, lines);
+  tokenizer::TrainTokenizerOptions tokenizer_options;
+  tokenizer_options.input = data;
+  tokenizer_options.vocab_size = 512;
+  tokenizer_options.out = (directory / "tokenizer").string();
+  tokenizer::train_tokenizer(tokenizer_options);
+  const tokenizer::LoadedTokenizer loaded = tokenizer::load_tokenizer(tokenizer_options.out);
+  for (const std::string name : {"student", "teacher"}) {
+    model::ModelConfig config;
+    config.model_type = "qwen3";
+    config.vocab_size = loaded.tokenizer->vocab_size();
+    config.hidden_size = options.hidden;
+    config.num_hidden_layers = options.layers;
+    config.num_attention_heads = 4;
+    config.num_key_value_heads = 2;
+    config.head_dim = options.hidden / 4;
+    config.intermediate_size = 3 * options.hidden;
+    config.tie_word_embeddings = true;
+    config.qk_norm = true;
+    config.bos_token_id = loaded.info.bos_id;
+    config.pad_token_id = loaded.info.pad_id;
+    config.eos_token_ids = loaded.info.stop_ids;
+    config.validate("bench train model");
+    torch::manual_seed(name == "student" ? 1 : 2);
+    model::Transformer transformer(config);
+    model::initialize_weights(transformer);
+    model::save_model(transformer, (directory / name).string(), tokenizer_options.out);
+  }
+  student = (directory / "student").string();
+  teacher = (directory / "teacher").string();
+}
+
+// Runs `steps + 1` G-OPD steps and returns the mean of each perf/ metric over the steps after
+// the first (warm-up).
+std::map<std::string, double> measure_steps(const fs::path& directory, const TrainBenchOptions& options,
+                                            const std::string& student, const std::string& teacher,
+                                            const std::string& data, double lambda) {
+  core::Config config;
+  config.algorithm = "gopd";
+  config.run.name = "lambda-" + std::to_string(lambda);
+  config.run.output_dir = (directory / "runs").string();
+  config.run.threads = options.threads > 0 ? options.threads : core::current_threads();
+  config.student.path = student;
+  core::TeacherConfig teacher_config;
+  teacher_config.path = teacher;
+  teacher_config.dtype = "float32";
+  config.teachers["math"] = teacher_config;
+  config.reference.dtype = "float32";
+  config.gopd.lambda = lambda;
+  config.data.train_file = data;
+  config.rollout.batch_prompts = options.batch_prompts;
+  config.rollout.n = options.n;
+  config.rollout.max_new_tokens = options.max_new_tokens;
+  config.optim.lr = 1e-4;
+  config.optim.micro_batch_size = options.batch_prompts * options.n;
+  config.train.max_steps = options.steps + 1;
+  config.resolve();
+  config.validate();
+  const train::TrainSummary summary = train::run_training(config);
+  std::map<std::string, double> sums;
+  int64_t counted = 0;
+  std::ifstream metrics(summary.run_directory + "/metrics.jsonl");
+  for (std::string text; std::getline(metrics, text);) {
+    const nlohmann::json line = nlohmann::json::parse(text);
+    if (line.value("step", 0) < 2) continue;  // warm-up
+    ++counted;
+    for (const auto& [key, value] : line.items()) {
+      if (key.rfind("perf/", 0) == 0 || key == "rollout/response_length_mean") sums[key] += value.get<double>();
+    }
+  }
+  for (auto& [key, value] : sums) value /= double(std::max<int64_t>(counted, 1));
+  return sums;
+}
+
+struct ObjectiveMeasurement {
+  double milliseconds = 0;  // median
+  double peak_extra_mb = 0;
+};
+
+// Forward + backward of the full-vocabulary objective on (rows, vocab) logits.
+ObjectiveMeasurement measure_full_vocab(kernels::Impl impl, const TrainBenchOptions& options,
+                                        core::CpuMemoryTracker& tracker) {
+  torch::manual_seed(0);
+  const int64_t batch = 4;
+  const int64_t steps = options.rows / batch;
+  const torch::Tensor student = torch::randn({batch, steps, options.vocab}).mul_(2.0);
+  const torch::Tensor teacher = torch::randn({batch, steps, options.vocab}).mul_(2.0);
+  const torch::Tensor reference = torch::randn({batch, steps, options.vocab}).mul_(2.0);
+  const torch::Tensor mask = torch::ones({batch, steps});
+  auto once = [&] {
+    const torch::Tensor logits = student.clone().requires_grad_(true);
+    const objective::LossOutput output = objective::gopd_full_vocab_loss(
+        logits, teacher, reference, 1.25, 1.0, mask, objective::LossAgg::token_mean, impl);
+    output.loss.backward();
+  };
+  once();  // warm-up
+  std::vector<double> times;
+  double peak = 0;
+  for (int64_t i = 0; i < options.repeats; ++i) {
+    tracker.reset_peak();
+    const int64_t before = tracker.current_bytes();
+    const auto start = std::chrono::steady_clock::now();
+    once();
+    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    // The clone of the student logits and its gradient are the same for both paths: counted.
+    peak = std::max(peak, double(tracker.peak_bytes() - before) / (1024.0 * 1024.0));
+  }
+  std::sort(times.begin(), times.end());
+  return {times[times.size() / 2], peak};
+}
+
+void run_train_bench(const TrainBenchOptions& options) {
+  if (options.threads > 0) core::set_threads(options.threads);
+  const fs::path directory = fs::temp_directory_path() / ("gopd_bench_train_" + std::to_string(getpid()));
+  fs::remove_all(directory);
+  fs::create_directories(directory);
+  struct Cleanup {
+    fs::path path;
+    ~Cleanup() {
+      std::error_code error;
+      fs::remove_all(path, error);
+    }
+  } cleanup{directory};
+  std::string student = options.student;
+  std::string teacher = options.teacher;
+  std::string data = options.data;
+  if (student.empty() || teacher.empty() || data.empty()) {
+    std::string built_student, built_teacher, built_data;
+    build_inputs(directory, options, built_student, built_teacher, built_data);
+    if (student.empty()) student = built_student;
+    if (teacher.empty()) teacher = built_teacher;
+    if (data.empty()) data = built_data;
+  }
+  const auto previous_level = spdlog::get_level();
+  spdlog::set_level(spdlog::level::warn);  // the runs' step lines would interleave with the JSON
+  std::map<double, std::map<std::string, double>> by_lambda;
+  for (const double lambda : {1.25, 1.0}) {
+    by_lambda[lambda] = measure_steps(directory, options, student, teacher, data, lambda);
+    const auto& perf = by_lambda[lambda];
+    nlohmann::json line = {{"bench", "train_step"},
+                           {"objective", "sampled_token"},
+                           {"lambda", lambda},
+                           {"reference_pass", lambda != 1.0},
+                           {"sequences", options.batch_prompts * options.n},
+                           {"steps", options.steps},
+                           {"threads", core::current_threads()}};
+    for (const auto& [key, value] : perf) {
+      const std::string name = key.substr(key.find('/') + 1);
+      if (name.size() > 2 && name.compare(name.size() - 2, 2, "_s") == 0 && name.find("per_s") == std::string::npos) {
+        line[name.substr(0, name.size() - 2) + "_ms"] = round2(value * 1000.0);  // per step
+      } else {
+        line[name] = round2(value);
+      }
+    }
+    print(line);
+  }
+  const double with_reference = by_lambda[1.25]["perf/scoring_s"];
+  const double skipped = by_lambda[1.0]["perf/scoring_s"];
+  print({{"bench", "reference_pass_skip"},
+         {"metric", "scoring_ms_per_step"},
+         {"value", round2(skipped * 1000.0)},
+         {"baseline", round2(with_reference * 1000.0)},
+         {"ratio", round2(with_reference / std::max(skipped, 1e-9))},
+         {"step_ms", round2(by_lambda[1.0]["perf/step_s"] * 1000.0)},
+         {"step_ms_baseline", round2(by_lambda[1.25]["perf/step_s"] * 1000.0)}});
+  spdlog::set_level(previous_level);
+
+  core::CpuMemoryTracker tracker;
+  const ObjectiveMeasurement fused = measure_full_vocab(kernels::Impl::fused, options, tracker);
+  const ObjectiveMeasurement reference = measure_full_vocab(kernels::Impl::reference, options, tracker);
+  for (const auto& [metric, value, baseline] :
+       {std::tuple<const char*, double, double>{"time_ms", fused.milliseconds, reference.milliseconds},
+        std::tuple<const char*, double, double>{"peak_extra_mb", fused.peak_extra_mb, reference.peak_extra_mb}}) {
+    print({{"bench", "full_vocab_objective"},
+           {"rows", options.rows},
+           {"vocab", options.vocab},
+           {"lambda", 1.25},
+           {"metric", metric},
+           {"value", round2(value)},
+           {"baseline", round2(baseline)},
+           {"ratio", round2(baseline / std::max(value, 1e-9))}});
+  }
+}
+
+}  // namespace
+
+BenchSubcommand add_bench_train(CLI::App* bench) {
+  CLI::App* app = bench->add_subcommand(
+      "train", "G-OPD training steps by phase (λ = 1.25 vs 1: the reference pass) and the "
+               "full-vocab objective's time and peak memory, fused vs reference");
+  auto options = std::make_shared<TrainBenchOptions>();
+  app->add_option("--student", options->student, "student model directory (default: a built tiny model)");
+  app->add_option("--teacher", options->teacher, "teacher model directory (default: a built tiny model)");
+  app->add_option("--data", options->data, "training JSONL (default: built arith data)");
+  app->add_option("--hidden", options->hidden, "hidden size of the built models")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--layers", options->layers, "layers of the built models")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--steps", options->steps, "measured steps per configuration")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--batch-prompts", options->batch_prompts, "prompts per step")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--n", options->n, "samples per prompt")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--max-new-tokens", options->max_new_tokens, "response length cap")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--threads", options->threads, "LibTorch threads (0 = as set)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app->add_option("--rows", options->rows, "full-vocab objective: positions (multiple of 4)")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--vocab", options->vocab, "full-vocab objective: vocabulary size")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--repeats", options->repeats, "full-vocab objective: timed repetitions")->capture_default_str()->check(CLI::PositiveNumber);
+  return {app, [options] { run_train_bench(*options); }};
+}
+
+}  // namespace gopd::cli
