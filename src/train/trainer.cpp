@@ -313,6 +313,10 @@ void Trainer::load() {
   tokenizer_ = tokenizer::load_tokenizer(config_.student.path);
   format_.chat_format = config_.student.chat_format == "auto" ? tokenizer_.info.chat_format
                                                              : config_.student.chat_format;
+  if (format_.chat_format == "qwen3_no_think") {  // Qwen3's template with enable_thinking=False
+    format_.chat_format = "qwen3";
+    format_.enable_thinking = false;
+  }
   // Resuming: the student's weights come from the checkpoint; student_init stays the job's
   // student.path.
   models_.student = model::load_model(resume_from_.empty() ? config_.student.path : resume_from_,
