@@ -71,12 +71,12 @@ void TeacherConfig::visit(ConfigVisitor& v) {
   v.field("path", path, StringRule::non_empty());
   v.field("lambda", lambda, NumberRule::non_negative());
   v.field("reference", reference, StringRule::any());
-  v.field("dtype", dtype, StringRule::one_of(kDtypes));
+  v.field("dtype", dtype, StringRule::one_of(kFrozenDtypes));
 }
 
 void ReferenceConfig::visit(ConfigVisitor& v) {
   v.field("path", path, StringRule::non_empty());
-  v.field("dtype", dtype, StringRule::one_of(kDtypes));
+  v.field("dtype", dtype, StringRule::one_of(kFrozenDtypes));
 }
 
 void GopdConfig::visit(ConfigVisitor& v) {

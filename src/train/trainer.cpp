@@ -55,6 +55,8 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// "auto" (frozen models): float32, as the trainer runs on the CPU, where bfloat16 matmuls are
+// far slower; bfloat16 once models are placed on a GPU.
 torch::Dtype parse_dtype(const std::string& name) {
   if (name == "bfloat16") return torch::kBFloat16;
   if (name == "float16") return torch::kHalf;

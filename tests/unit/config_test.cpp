@@ -77,7 +77,7 @@ TEST(Config, TeachersWithOverrides) {
   ASSERT_EQ(config.teachers.size(), 2u);
   EXPECT_DOUBLE_EQ(*config.teachers.at("math").lambda, 1.5);
   EXPECT_EQ(config.teachers.at("code").reference, "base/code");
-  EXPECT_EQ(config.teachers.at("code").dtype, "bfloat16");
+  EXPECT_EQ(config.teachers.at("code").dtype, "auto");
 }
 
 TEST(Config, SetOverridesAreTyped) {
