@@ -18,6 +18,7 @@ packages=(
   libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   bubblewrap              # sandbox for model-written code
+  python3                 # interpreter the code verifier runs candidates with
   clang-format
 )
 

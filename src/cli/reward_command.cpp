@@ -1,4 +1,4 @@
-// `gopd reward --type math|task --input FILE.jsonl [--output FILE.jsonl]`: scores existing
+// `gopd reward --type math|task|code --input FILE.jsonl [--output FILE.jsonl]`: scores existing
 // responses. Every line is read and scored before anything is written, so a bad line
 // leaves no partial output.
 #include <spdlog/spdlog.h>
@@ -22,12 +22,13 @@ Command add_reward_command(CLI::App& parent) {
     std::string response_field = "response";
   };
   auto options = std::make_shared<Options>();
-  command->add_option("--type", options->type, "verifier: math or task")
+  command->add_option("--type", options->type, "verifier: math, task or code")
       ->required()
-      ->check(CLI::IsMember({"math", "task"}));
+      ->check(CLI::IsMember({"math", "task", "code"}));
   command
       ->add_option("--input", options->input,
-                   "JSONL with {\"response\", \"answer\"} (+ \"task\" for --type task)")
+                   "JSONL with {\"response\", \"answer\"} (+ \"task\" for --type task; "
+                   "{\"response\", \"tests\"} for --type code)")
       ->required();
   command->add_option("--output", options->output, "output JSONL (default: stdout)");
   command
@@ -37,18 +38,21 @@ Command add_reward_command(CLI::App& parent) {
 
   return {command, [options] {
             const std::vector<data::JsonlLine> lines = data::read_jsonl(options->input);
-            std::vector<nlohmann::json> scored;
-            double total = 0.0;
+            std::vector<nlohmann::json> values;
+            std::vector<std::string> sources;
+            for (const data::JsonlLine& line : lines) {
+              values.push_back(line.value);
+              sources.push_back(options->input + ":" + std::to_string(line.line));
+            }
             core::Progress progress("reward", static_cast<int64_t>(lines.size()), stderr, -1, 10,
                                     /*quiet_seconds=*/2.0);
-            for (const data::JsonlLine& line : lines) {
-              scored.push_back(reward::score_line(options->type, line.value,
-                                                  options->input + ":" + std::to_string(line.line),
-                                                  options->response_field));
-              total += scored.back()["reward"].get<double>();
-              progress.advance();
-            }
+            // Code runs with the reward.code defaults (sandboxed, all-or-nothing) on all cores.
+            const std::vector<nlohmann::json> scored = reward::score_lines(
+                options->type, values, sources, options->response_field, core::CodeRewardConfig{},
+                /*workers=*/0, [&progress] { progress.advance(); });
             progress.finish();
+            double total = 0.0;
+            for (const auto& line : scored) total += line["reward"].get<double>();
             if (options->output.empty()) {
               for (const auto& line : scored) std::cout << line.dump() << '\n';
             } else {

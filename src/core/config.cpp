@@ -151,7 +151,9 @@ void TrainConfig::visit(ConfigVisitor& v) {
 void CodeRewardConfig::visit(ConfigVisitor& v) {
   v.field("python", python, StringRule::non_empty());
   v.field("timeout_s", timeout_s, NumberRule::positive());
+  v.field("cpu_seconds", cpu_seconds, NumberRule::at_least(1));
   v.field("memory_mb", memory_mb, NumberRule::at_least(16));
+  v.field("file_size_mb", file_size_mb, NumberRule::at_least(1));
   v.field("max_output_kb", max_output_kb, NumberRule::at_least(1));
   v.field("max_processes", max_processes, NumberRule::at_least(1));
   v.field("all_or_nothing", all_or_nothing);

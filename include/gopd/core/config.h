@@ -136,8 +136,10 @@ struct TrainConfig {
 
 struct CodeRewardConfig {
   std::string python = "python3";
-  double timeout_s = 5.0;   // wall clock per test
-  int64_t memory_mb = 512;  // address-space limit
+  double timeout_s = 5.0;     // wall clock per test
+  int64_t cpu_seconds = 5;    // CPU time per test (RLIMIT_CPU)
+  int64_t memory_mb = 512;    // address-space limit
+  int64_t file_size_mb = 16;  // largest file the program may write (RLIMIT_FSIZE)
   int64_t max_output_kb = 64;
   int64_t max_processes = 16;
   bool all_or_nothing = true;      // false = reward is the fraction of tests passed
