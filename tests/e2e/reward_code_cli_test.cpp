@@ -14,31 +14,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_test_util.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
 const fs::path kDir = fs::temp_directory_path() / ("gopd_reward_code_" + std::to_string(getpid()));
 
-int run(const std::string& args, std::string* err_text = nullptr) {
-  const std::string err = (kDir / "stderr.txt").string();
-  const std::string command = std::string("'") + GOPD_BINARY + "' " + args + " > /dev/null 2> '" + err + "'";
-  const int status = std::system(command.c_str());
-  if (err_text != nullptr) {
-    std::ifstream input(err);
-    std::stringstream text;
-    text << input.rdbuf();
-    *err_text = text.str();
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+int run(const std::string& args, std::string* err_text = nullptr) { return gopd::test::run_cli(args, kDir, err_text); }
 
-std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream input(path);
-  for (std::string line; std::getline(input, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
+using gopd::test::read_jsonl;
 
 TEST(RewardCodeCli, SolutionsPassWrongAndHostileProgramsScoreZero) {
   if (std::system("command -v bwrap > /dev/null 2>&1") != 0) GTEST_SKIP() << "bubblewrap is not installed";

@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_test_util.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -23,26 +25,9 @@ namespace fs = std::filesystem;
 // and every process builds its own data and models.
 const fs::path kDir = fs::temp_directory_path() / ("gopd_train_cli_" + std::to_string(getpid()));
 
-int run(const std::string& args, std::string* stderr_text = nullptr) {
-  const std::string err = (kDir / "stderr.txt").string();
-  const std::string command = std::string("cd '") + GOPD_SOURCE_DIR + "' && '" + GOPD_BINARY +
-                              "' " + args + " > /dev/null 2> '" + err + "'";
-  const int status = std::system(command.c_str());
-  if (stderr_text != nullptr) {
-    std::ifstream input(err);
-    std::stringstream text;
-    text << input.rdbuf();
-    *stderr_text = text.str();
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+int run(const std::string& args, std::string* stderr_text = nullptr) { return gopd::test::run_cli(args, kDir, stderr_text); }
 
-std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream input(path);
-  for (std::string line; std::getline(input, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
+using gopd::test::read_jsonl;
 
 std::string read_file(const fs::path& path) {
   std::ifstream input(path, std::ios::binary);
