@@ -100,6 +100,7 @@ void LensConfig::visit(ConfigVisitor& v) {
   v.field("score", score, StringRule::one_of({"initial_policy", "reference"}));
   v.field("max_replace", max_replace, NumberRule::non_negative());
   v.field("weight_scheme", weight_scheme, StringRule::one_of({"crpo", "uniform"}));
+  v.field("dump_every", dump_every, NumberRule::non_negative());
 }
 
 void DataConfig::visit(ConfigVisitor& v) {

@@ -19,7 +19,7 @@ std::vector<double> interference_scores(const std::vector<double>& policy_logpro
 }
 
 Purification purify(const std::vector<int64_t>& ids, const std::vector<double>& scores, double gamma,
-                    const std::vector<bool>& eligible) {
+                    const std::vector<bool>& eligible, double floor) {
   if (scores.size() != ids.size() || (!eligible.empty() && eligible.size() != ids.size())) {
     throw std::invalid_argument("purify: ids, scores and eligible must have one entry per prompt token");
   }
@@ -28,11 +28,14 @@ Purification purify(const std::vector<int64_t>& ids, const std::vector<double>& 
   for (size_t j = 0; j < ids.size(); ++j) {
     if (eligible.empty() ? j > 0 : eligible[j]) candidates.push_back(int64_t(j));
   }
-  const int64_t count = std::min<int64_t>(int64_t(candidates.size()),
-                                          int64_t(std::ceil(gamma * double(candidates.size()) - 1e-9)));
+  int64_t count = std::min<int64_t>(int64_t(candidates.size()),
+                                    int64_t(std::ceil(gamma * double(candidates.size()) - 1e-9)));
   // Highest score first; ties: the earlier position first.
   std::stable_sort(candidates.begin(), candidates.end(),
                    [&](int64_t a, int64_t b) { return scores[size_t(a)] > scores[size_t(b)]; });
+  int64_t above_floor = 0;
+  while (above_floor < count && scores[size_t(candidates[size_t(above_floor)])] > floor) ++above_floor;
+  count = above_floor;
   Purification result;
   result.removed_positions.assign(candidates.begin(), candidates.begin() + count);
   std::sort(result.removed_positions.begin(), result.removed_positions.end());

@@ -32,14 +32,19 @@
 #include "gopd/data/prompt_encoding.h"
 #include "gopd/kernels/ops.h"
 #include "gopd/model/model_io.h"
+#include "gopd/lens/lens.h"
 #include "gopd/objective/gopd_loss.h"
+#include "gopd/objective/grpo_loss.h"
 #include "gopd/objective/sft_loss.h"
+#include "gopd/reward/code_sandbox.h"
 #include "gopd/reward/math_verifier.h"
+#include "gopd/reward/rollout_rewards.h"
 #include "gopd/reward/task_verifier.h"
 #include "gopd/rollout/rollout_engine.h"
 #include "gopd/tokenizer/tokenizer.h"
 #include "gopd/train/checkpoint.h"
 #include "gopd/train/lr_schedule.h"
+#include "gopd/train/sequences.h"
 
 namespace gopd::train {
 namespace {
@@ -102,22 +107,6 @@ double verify(const data::Record& record, const std::string& response) {
   return reward::verify_math(response, record.answer).reward;
 }
 
-// The decoded text of response `row` of a rollout (special tokens dropped).
-std::string response_text(const rollout::RolloutBatch& batch, int64_t row,
-                          const tokenizer::Tokenizer& tokenizer) {
-  const int64_t length = batch.response_mask[row].sum().item<int64_t>();
-  const torch::Tensor ids = batch.response_ids[row].narrow(0, 0, length).contiguous();
-  return tokenizer.decode(std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + length), true);
-}
-
-struct TrainingSequences {
-  torch::Tensor input_ids;       // (B, P + T) int64: left-padded prompt, then the response
-  torch::Tensor attention_mask;  // (B, P + T) int64
-  torch::Tensor targets;         // (B, T) int64: response tokens
-  torch::Tensor mask;            // (B, T) fp32: 1 on response tokens
-  int64_t prompt_length = 0;     // P: logits at P − 1 + t predict target t
-};
-
 TrainingSequences sequences_from_rollout(const rollout::RolloutBatch& batch) {
   TrainingSequences sequences;
   sequences.input_ids = torch::cat({batch.prompt_ids, batch.response_ids}, 1);
@@ -138,17 +127,15 @@ torch::Tensor target_logits(model::Transformer& model, const TrainingSequences& 
   return logits.narrow(1, sequences.prompt_length - 1, steps);
 }
 
-// SFT sequences: prompt + solution + eos, right-padded; mask = solution tokens and eos.
+// SFT sequences: prompt + solution + eos; mask = solution tokens and eos.
 TrainingSequences sft_sequences(const std::vector<data::Record>& records,
                                 const tokenizer::Tokenizer& tokenizer,
                                 const tokenizer::TokenizerInfo& info,
                                 const data::PromptFormat& format) {
   std::vector<std::vector<int64_t>> prompts;
   std::vector<std::vector<int64_t>> answers;
-  int64_t longest_prompt = 1;
-  int64_t longest_answer = 1;
   for (const data::Record& record : records) {
-    std::vector<int64_t> prompt = data::encode_prompt(record, format, tokenizer);
+    prompts.push_back(data::encode_prompt(record, format, tokenizer));
     const auto solution = record.extra.find("solution");
     const std::string text = solution != record.extra.end() && solution->is_string()
                                  ? solution->get<std::string>()
@@ -158,39 +145,22 @@ TrainingSequences sft_sequences(const std::vector<data::Record>& records,
     }
     std::vector<int64_t> answer = tokenizer.encode(" " + text, false);
     if (info.eos_id >= 0) answer.push_back(info.eos_id);
-    longest_prompt = std::max<int64_t>(longest_prompt, int64_t(prompt.size()));
-    longest_answer = std::max<int64_t>(longest_answer, int64_t(answer.size()));
-    prompts.push_back(std::move(prompt));
     answers.push_back(std::move(answer));
   }
-  const int64_t rows = int64_t(records.size());
-  const int64_t pad = std::max<int64_t>(info.pad_id, 0);
-  TrainingSequences sequences;
-  sequences.prompt_length = longest_prompt;
-  sequences.input_ids = torch::full({rows, longest_prompt + longest_answer}, pad, torch::kLong);
-  sequences.attention_mask = torch::zeros({rows, longest_prompt + longest_answer}, torch::kLong);
-  sequences.targets = torch::full({rows, longest_answer}, pad, torch::kLong);
-  sequences.mask = torch::zeros({rows, longest_answer}, torch::kFloat);
-  auto ids = sequences.input_ids.accessor<int64_t, 2>();
-  auto attention = sequences.attention_mask.accessor<int64_t, 2>();
-  auto targets = sequences.targets.accessor<int64_t, 2>();
-  auto mask = sequences.mask.accessor<float, 2>();
-  for (int64_t r = 0; r < rows; ++r) {
-    const auto& prompt = prompts[size_t(r)];
-    const auto& answer = answers[size_t(r)];
-    const int64_t offset = longest_prompt - int64_t(prompt.size());  // left-pad the prompt
-    for (size_t i = 0; i < prompt.size(); ++i) {
-      ids[r][offset + int64_t(i)] = prompt[i];
-      attention[r][offset + int64_t(i)] = 1;
-    }
-    for (size_t i = 0; i < answer.size(); ++i) {
-      ids[r][longest_prompt + int64_t(i)] = answer[i];
-      attention[r][longest_prompt + int64_t(i)] = 1;
-      targets[r][int64_t(i)] = answer[i];
-      mask[r][int64_t(i)] = 1.0f;
-    }
-  }
-  return sequences;
+  return pair_sequences(prompts, answers, std::max<int64_t>(info.pad_id, 0));
+}
+
+// The response tokens of row `row` of a rollout, without padding.
+std::vector<int64_t> response_tokens(const rollout::RolloutBatch& batch, int64_t row) {
+  const int64_t length = batch.response_mask[row].sum().item<int64_t>();
+  const torch::Tensor ids = batch.response_ids[row].narrow(0, 0, length).contiguous();
+  return std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + length);
+}
+
+// The decoded text of response `row` of a rollout (special tokens dropped).
+std::string response_text(const rollout::RolloutBatch& batch, int64_t row,
+                          const tokenizer::Tokenizer& tokenizer) {
+  return tokenizer.decode(response_tokens(batch, row), true);
 }
 
 // Running sums of the micro-batch metrics, each weighted by the micro-batch's share.
@@ -256,6 +226,25 @@ class Trainer {
   std::pair<torch::Tensor, torch::Tensor> score_rows(const ScoredBatch& scored, int64_t begin,
                                                      int64_t end, bool with_reference) const;
   void distillation_step(int64_t step, const std::vector<data::Record>& batch, nlohmann::json& line);
+  // GRPO and LENS: a group of rollout.n samples per prompt, verifiable rewards, group
+  // advantages, the clipped surrogate (CRPO ratio for LENS's rebuilt groups).
+  void rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohmann::json& line);
+  // LENS on one step's groups (rows r = g·n + i): purifies the low-success prompts, rolls out
+  // on them and transfers purified successes into the groups; updates the rows and their log
+  // CRPO weights in place; returns the number of rollouts transferred.
+  int64_t lens_transfer(int64_t step, const std::vector<size_t>& indices,
+                        const std::vector<std::vector<int64_t>>& prompts, RlvrRows& rows,
+                        nlohmann::json& line);
+  // Samples params.n responses per prompt with the current student (no grad).
+  rollout::RolloutBatch sample(const std::vector<std::vector<int64_t>>& prompts, uint64_t seed, int64_t n,
+                               int64_t max_new_tokens) const;
+  // log π(y_t) of every response token of `sequences` under `model` (no grad), (B, T).
+  torch::Tensor response_logprobs(model::Transformer& model, const TrainingSequences& sequences) const;
+  // log π(x_j | x_<j) of every prompt token under `model` (position 0 gets 0), no grad.
+  std::vector<std::vector<double>> prompt_logprobs(model::Transformer& model,
+                                                   const std::vector<std::vector<int64_t>>& prompts) const;
+  // Loads a frozen reference once, keyed by its path ("student_init" = the job's student.path).
+  void load_reference(const std::string& key, std::map<std::string, int64_t>& widths);
   void sft_step(int64_t step, const std::vector<data::Record>& batch, nlohmann::json& line);
   // ppo_epochs passes × mini_batches optimizer updates over a batch whose response tokens are
   // `mask`; each update accumulates micro-batch gradients weighted by their share.
@@ -268,8 +257,11 @@ class Trainer {
   // The metrics key of the optimised loss, for the console line and the non-finite check.
   std::string loss_key() const {
     if (config_.algorithm == "sft") return "loss/sft";
+    if (rlvr()) return "loss/policy";
     return config_.gopd.objective == "sampled_token" ? "loss/policy" : "loss/gopd_kl";
   }
+
+  bool rlvr() const { return config_.algorithm == "grpo" || config_.algorithm == "lens"; }
 
   const core::Config& config_;
   const TrainOptions options_;
@@ -279,6 +271,10 @@ class Trainer {
   data::PromptFormat format_;
   std::vector<data::Record> train_records_;
   std::vector<data::Record> eval_records_;
+  std::vector<reward::RewardSpec> train_specs_;  // GRPO/LENS: how each training record is verified
+  std::vector<reward::RewardSpec> eval_specs_;   // how each eval record is verified
+  std::string kl_reference_;    // GRPO/LENS: reference of the KL penalty ("" = none, β = 0)
+  std::string lens_reference_;  // LENS: π_ref of the interference scores
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   kernels::Impl impl_ = kernels::Impl::fused;
   objective::LossAgg agg_ = objective::LossAgg::token_mean;
@@ -290,10 +286,10 @@ class Trainer {
 };
 
 void Trainer::load() {
-  if (config_.algorithm != "opd" && config_.algorithm != "gopd" && config_.algorithm != "sft") {
-    core::throw_bad_input("algorithm: " + config_.algorithm +
-                          " training is not available in this version of gopd train (opd, "
-                          "gopd and sft are)");
+  static const std::set<std::string> kAlgorithms = {"opd", "gopd", "sft", "grpo", "lens"};
+  if (!kAlgorithms.count(config_.algorithm)) {
+    core::throw_bad_input("algorithm: unknown algorithm '" + config_.algorithm +
+                          "' (opd, gopd, grpo, lens, sft)");
   }
   impl_ = kernels::parse_impl(config_.kernels.impl);
   agg_ = objective::parse_loss_agg(config_.train.loss_agg);
@@ -350,12 +346,20 @@ void Trainer::load() {
       spdlog::info("teacher '{}': {} (lambda {}{})", name, teacher.path, lambda,
                    reference.empty() ? ", reference pass skipped: lambda = 1"
                                      : ", reference " + reference);
-      if (!reference.empty() && !models_.references.count(reference)) {
-        const std::string path = reference == "student_init" ? config_.student.path : reference;
-        if (reference != "student_init") check_same_vocabulary(*tokenizer_.tokenizer, config_.student.path, path);
-        models_.references.emplace(reference, load_frozen(path, config_.reference.dtype));
-        widths[path] = models_.references.at(reference)->config().vocab_size;
-      }
+      if (!reference.empty()) load_reference(reference, widths);
+    }
+  }
+  if (rlvr()) {
+    if (!config_.teachers.empty()) {
+      spdlog::warn("teachers: ignored by algorithm {} (rewards come from the verifier)", config_.algorithm);
+    }
+    if (config_.grpo.kl_beta > 0) {
+      kl_reference_ = config_.reference.path;
+      load_reference(kl_reference_, widths);
+    }
+    if (config_.algorithm == "lens") {
+      lens_reference_ = config_.lens.score == "initial_policy" ? "student_init" : config_.reference.path;
+      load_reference(lens_reference_, widths);
     }
   }
   // Embeddings padded to different widths (e.g. 151,936 vs 152,064 rows for one tokenizer):
@@ -387,6 +391,32 @@ void Trainer::load() {
   }
   const std::string eval_file = config_.eval.data.empty() ? config_.data.eval_file : config_.eval.data;
   if (!eval_file.empty()) eval_records_ = data::read_dataset(eval_file);
+  // How responses are verified, decided per record now, so a record the verifier cannot check
+  // stops the job before it starts. Evaluation of a distillation job checks each record by
+  // its task when it names one, as a math answer otherwise.
+  const auto spec_of = [&](const data::Record& record, bool use_reward_type) {
+    const auto task = record.extra.find("task");
+    const nlohmann::json task_value = task != record.extra.end() ? *task : nlohmann::json();
+    const std::string type = use_reward_type ? config_.reward.type : task_value.is_string() ? "task" : "math";
+    return reward::reward_spec(type, record.answer, task_value, record.tests, record.source);
+  };
+  bool runs_code = false;
+  if (rlvr()) {
+    for (const data::Record& record : train_records_) train_specs_.push_back(spec_of(record, true));
+  }
+  for (const data::Record& record : eval_records_) eval_specs_.push_back(spec_of(record, rlvr()));
+  for (const auto* specs : {&train_specs_, &eval_specs_}) {
+    for (const reward::RewardSpec& spec : *specs) runs_code = runs_code || spec.kind == reward::RewardSpec::Kind::kCode;
+  }
+  if (runs_code && !reward::bubblewrap_available()) {
+    if (!config_.reward.code.allow_unsandboxed) {
+      core::throw_bad_input("reward.code: the data has code to run and bubblewrap (bwrap) is not installed; "
+                            "install it (make setup) or, on a machine you can throw away, set "
+                            "reward.code.allow_unsandboxed: true");
+    }
+    spdlog::warn("!!! reward.code.allow_unsandboxed: model-written code will run WITHOUT a sandbox, "
+                 "with this process's rights (only rlimits and a wall-clock kill) !!!");
+  }
 
   const int64_t steps_per_epoch =
       (int64_t(train_records_.size()) + config_.rollout.batch_prompts - 1) / config_.rollout.batch_prompts;
@@ -408,6 +438,14 @@ void Trainer::load() {
           .betas({config_.optim.beta1, config_.optim.beta2})
           .eps(config_.optim.eps)
           .weight_decay(config_.optim.weight_decay));
+}
+
+void Trainer::load_reference(const std::string& key, std::map<std::string, int64_t>& widths) {
+  if (models_.references.count(key)) return;
+  const std::string path = key == "student_init" ? config_.student.path : key;
+  if (key != "student_init") check_same_vocabulary(*tokenizer_.tokenizer, config_.student.path, path);
+  models_.references.emplace(key, load_frozen(path, config_.reference.dtype));
+  widths[path] = models_.references.at(key)->config().vocab_size;
 }
 
 // After prepare_run (which seeds LibTorch): the optimizer, the generator and metrics.jsonl
@@ -495,22 +533,9 @@ void Trainer::distillation_step(int64_t step, const std::vector<data::Record>& b
   for (const data::Record& record : batch) {
     prompts.push_back(data::encode_prompt(record, format_, *tokenizer_.tokenizer));
   }
-  rollout::GenerationParams params =
-      generation_params(seed_for(std::to_string(config_.run.seed) + "/rollout/" + std::to_string(step)));
-  params.sampling.temperature = config_.rollout.temperature;
-  params.sampling.top_p = config_.rollout.top_p;
-  params.sampling.top_k = config_.rollout.top_k;
-  params.sampling.min_p = config_.rollout.min_p;
-  params.n = config_.rollout.n;
-  params.max_new_tokens = config_.rollout.max_new_tokens;
-  params.prefill_chunk = config_.rollout.prefill_chunk;
-  rollout::RolloutBatch rollout_batch;
-  {
-    torch::NoGradGuard no_grad;
-    models_.student->eval();
-    rollout_batch = rollout::generate(models_.student, prompts, params);
-    models_.student->train();
-  }
+  const rollout::RolloutBatch rollout_batch =
+      sample(prompts, seed_for(std::to_string(config_.run.seed) + "/rollout/" + std::to_string(step)),
+             config_.rollout.n, config_.rollout.max_new_tokens);
   const double rollout_seconds = seconds_since(rollout_start);
 
   ScoredBatch scored;
@@ -660,6 +685,324 @@ void Trainer::distillation_step(int64_t step, const std::vector<data::Record>& b
   line["perf/update_tokens_per_s"] = total_tokens * double(epochs) / std::max(update_seconds, 1e-9);
 }
 
+rollout::RolloutBatch Trainer::sample(const std::vector<std::vector<int64_t>>& prompts, uint64_t seed,
+                                      int64_t n, int64_t max_new_tokens) const {
+  rollout::GenerationParams params = generation_params(seed);
+  params.sampling.temperature = config_.rollout.temperature;
+  params.sampling.top_p = config_.rollout.top_p;
+  params.sampling.top_k = config_.rollout.top_k;
+  params.sampling.min_p = config_.rollout.min_p;
+  params.n = n;
+  params.max_new_tokens = max_new_tokens;
+  params.prefill_chunk = config_.rollout.prefill_chunk;
+  torch::NoGradGuard no_grad;
+  model::Transformer student = models_.student;
+  student->eval();
+  rollout::RolloutBatch batch = rollout::generate(student, prompts, params);
+  student->train();
+  return batch;
+}
+
+torch::Tensor Trainer::response_logprobs(model::Transformer& model, const TrainingSequences& sequences) const {
+  torch::NoGradGuard no_grad;
+  const int64_t rows = sequences.targets.size(0);
+  const int64_t micro = config_.optim.micro_batch_size > 0 ? config_.optim.micro_batch_size : rows;
+  std::vector<torch::Tensor> parts;
+  for (int64_t begin = 0; begin < rows; begin += micro) {
+    const int64_t end = std::min(rows, begin + micro);
+    parts.push_back(kernels::token_logprobs(logits(model, sequences, begin, end), sequences.targets.slice(0, begin, end),
+                                            config_.rollout.temperature, false, impl_)
+                        .logprobs);
+  }
+  return torch::cat(parts, 0);
+}
+
+std::vector<std::vector<double>> Trainer::prompt_logprobs(model::Transformer& model,
+                                                          const std::vector<std::vector<int64_t>>& prompts) const {
+  torch::NoGradGuard no_grad;
+  std::vector<std::vector<double>> result;
+  const int64_t pad = std::max<int64_t>(tokenizer_.info.pad_id, 0);
+  const int64_t micro = config_.optim.micro_batch_size > 0 ? config_.optim.micro_batch_size : int64_t(prompts.size());
+  for (size_t begin = 0; begin < prompts.size(); begin += size_t(micro)) {
+    const size_t end = std::min(prompts.size(), begin + size_t(micro));
+    int64_t longest = 1;
+    for (size_t i = begin; i < end; ++i) longest = std::max<int64_t>(longest, int64_t(prompts[i].size()));
+    const int64_t rows = int64_t(end - begin);
+    torch::Tensor ids = torch::full({rows, longest}, pad, torch::kLong);
+    torch::Tensor attention = torch::zeros({rows, longest}, torch::kLong);
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto& prompt = prompts[begin + size_t(r)];
+      const int64_t offset = longest - int64_t(prompt.size());  // left-padded, as in rollouts
+      ids[r].narrow(0, offset, int64_t(prompt.size())).copy_(torch::tensor(prompt, torch::kLong));
+      attention[r].narrow(0, offset, int64_t(prompt.size())).fill_(1);
+    }
+    torch::Tensor logits = model->forward(ids, attention);  // (rows, longest, V)
+    if (vocab_width_ > 0) logits = logits.narrow(-1, 0, vocab_width_);
+    // Position p predicts token p + 1 (at the plain temperature-1 distribution: the
+    // interference score compares the models, not the sampler).
+    const torch::Tensor logp = torch::log_softmax(logits.to(torch::kFloat), -1)
+                                   .narrow(1, 0, longest - 1)
+                                   .gather(-1, ids.narrow(1, 1, longest - 1).unsqueeze(-1))
+                                   .squeeze(-1)
+                                   .contiguous();
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto& prompt = prompts[begin + size_t(r)];
+      const int64_t offset = longest - int64_t(prompt.size());
+      std::vector<double> values(prompt.size(), 0.0);
+      for (size_t j = 1; j < prompt.size(); ++j) values[j] = logp[r][offset + int64_t(j) - 1].item<double>();
+      result.push_back(std::move(values));
+    }
+  }
+  return result;
+}
+
+void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohmann::json& line) {
+  const int64_t n = config_.rollout.n;
+  const int64_t groups = int64_t(indices.size());
+  const auto rollout_start = Clock::now();
+  std::vector<std::vector<int64_t>> prompts;
+  for (const size_t index : indices) {
+    prompts.push_back(data::encode_prompt(train_records_[index], format_, *tokenizer_.tokenizer));
+  }
+  const rollout::RolloutBatch rollout_batch =
+      sample(prompts, seed_for(std::to_string(config_.run.seed) + "/rollout/" + std::to_string(step)), n,
+             config_.rollout.max_new_tokens);
+  const double rollout_seconds = seconds_since(rollout_start);
+  const int64_t row_count = groups * n;
+
+  // Rewards are verified on their workers while the log-probs below are computed.
+  RlvrRows rows;
+  std::vector<reward::RewardJob> jobs;
+  for (int64_t r = 0; r < row_count; ++r) {
+    const int64_t group = rollout_batch.group_ids[r].item<int64_t>();
+    rows.prompt.push_back(prompts[size_t(group)]);
+    rows.response.push_back(response_tokens(rollout_batch, r));
+    jobs.push_back({&train_specs_[indices[size_t(group)]], tokenizer_.tokenizer->decode(rows.response.back(), true)});
+  }
+  rows.roll_prompt = rows.prompt;
+  rows.log_weight.assign(size_t(row_count), 0.0);
+  auto pending = reward::score_async(std::move(jobs), config_.reward);
+
+  const int64_t epochs = std::max<int64_t>(1, config_.optim.ppo_epochs);
+  const int64_t mini_batches = std::clamp<int64_t>(config_.optim.mini_batches, 1, row_count);
+  const bool several_updates = epochs * mini_batches > 1;
+  const int64_t pad = std::max<int64_t>(tokenizer_.info.pad_id, 0);
+  TrainingSequences sequences = training_sequences(rows, pad);
+  torch::Tensor reference;  // log π_ref(y_t), with a KL penalty
+  torch::Tensor old;        // log π_old(y_t | x_roll) + log w̃; undefined = the update's own forward
+  auto scoring_start = Clock::now();
+  if (!kl_reference_.empty()) reference = response_logprobs(models_.references.at(kl_reference_), sequences);
+  if (several_updates) old = response_logprobs(models_.student, sequences);
+  double scoring_seconds = seconds_since(scoring_start);
+  const auto wait_start = Clock::now();
+  const std::vector<reward::RewardResult> results = pending.get();
+  const double reward_wait_seconds = seconds_since(wait_start);
+  double format_sum = 0;
+  for (const reward::RewardResult& result : results) {
+    rows.reward.push_back(result.reward);
+    rows.correct.push_back(result.correct);
+    format_sum += result.format;
+  }
+  const torch::Tensor group_ids = rollout_batch.group_ids;
+  for (const auto& [key, value] :
+       objective::group_outcome_metrics(torch::tensor(rows.correct, torch::kFloat), group_ids)) {
+    line[key] = value;
+  }
+  line["reward/mean"] = std::accumulate(rows.reward.begin(), rows.reward.end(), 0.0) / double(row_count);
+  if (config_.reward.format_weight > 0) line["reward/format_mean"] = format_sum / double(row_count);
+
+  if (config_.algorithm == "lens") {
+    const auto lens_start = Clock::now();
+    const int64_t transferred = lens_transfer(step, indices, prompts, rows, line);
+    if (transferred > 0) {
+      // The rebuilt batch: transferred responses conditioned on the original prompt; π_old of
+      // every row under the prompt it was sampled from, times w̃.
+      sequences = training_sequences(rows, pad);
+      if (!kl_reference_.empty()) reference = response_logprobs(models_.references.at(kl_reference_), sequences);
+      old = calibrated_old_logprobs(response_logprobs(models_.student, rollout_sequences(rows, pad)), rows);
+    }
+    line["perf/lens_s"] = seconds_since(lens_start);
+    for (const auto& [key, value] :
+         objective::group_outcome_metrics(torch::tensor(rows.correct, torch::kFloat), group_ids)) {
+      if (key == "grpo/zero_reward_prompt_fraction") line["lens/zero_reward_prompt_fraction"] = value;
+    }
+  }
+  objective::GroupAdvantageOptions advantage_options;
+  advantage_options.std_normalize = config_.grpo.std_normalize;
+  advantage_options.epsilon = config_.grpo.epsilon;
+  const torch::Tensor advantages =
+      objective::group_advantages(torch::tensor(rows.reward, torch::kFloat), group_ids, advantage_options);
+
+  const torch::Tensor& targets = sequences.targets;
+  const torch::Tensor& mask = sequences.mask;
+  const double total_tokens = std::max(1.0, mask.sum().item<double>());
+  objective::GrpoLossOptions options;
+  options.policy.agg = agg_;
+  options.policy.clip_low = config_.grpo.clip_low;
+  options.policy.clip_high = config_.grpo.clip_high;
+  options.policy.clipped = true;  // at ρ = 1 the same gradient as the plain form
+  options.kl_beta = config_.grpo.kl_beta;
+  double entropy_sum = 0;
+  const MicroBatchLoss loss_of = [&](int64_t begin, int64_t end) {
+    const kernels::TokenLogprobs student =
+        kernels::token_logprobs(logits(models_.student, sequences, begin, end), targets.slice(0, begin, end),
+                                config_.rollout.temperature, true, impl_);
+    const torch::Tensor part_mask = mask.slice(0, begin, end);
+    entropy_sum += (student.entropy.detach() * part_mask).sum().item<double>();
+    const torch::Tensor part_old = old.defined() ? old.slice(0, begin, end) : student.logprobs.detach();
+    return objective::grpo_loss(student.logprobs, part_old, advantages.slice(0, begin, end), torch::Tensor(),
+                                reference.defined() ? reference.slice(0, begin, end) : torch::Tensor(), part_mask,
+                                options);
+  };
+  const auto update_start = Clock::now();
+  update(step, mask, epochs, mini_batches, loss_of, line);
+  const double update_seconds = seconds_since(update_start);
+
+  line["rollout/response_length_mean"] = double(rollout_batch.generated_tokens) / double(row_count);
+  line["rollout/entropy"] = entropy_sum / (total_tokens * double(epochs));
+  int64_t truncated = 0;
+  for (const rollout::FinishReason reason : rollout_batch.finish_reasons) {
+    truncated += reason == rollout::FinishReason::kLength ? 1 : 0;
+  }
+  line["rollout/truncated_fraction"] = double(truncated) / double(row_count);
+  line["perf/rollout_s"] = rollout_seconds;
+  line["perf/scoring_s"] = scoring_seconds;
+  line["perf/reward_wait_s"] = reward_wait_seconds;
+  line["perf/update_s"] = update_seconds;
+  line["perf/rollout_tokens_per_s"] = double(rollout_batch.generated_tokens) / std::max(rollout_seconds, 1e-9);
+  line["perf/update_tokens_per_s"] = total_tokens * double(epochs) / std::max(update_seconds, 1e-9);
+}
+
+int64_t Trainer::lens_transfer(int64_t step, const std::vector<size_t>& indices,
+                               const std::vector<std::vector<int64_t>>& prompts, RlvrRows& rows,
+                               nlohmann::json& line) {
+  const core::LensConfig& lens = config_.lens;
+  const int64_t n = config_.rollout.n;
+  const int64_t groups = int64_t(indices.size());
+  const auto group_values = [&](const std::vector<double>& values, int64_t group) {
+    return std::vector<double>(values.begin() + group * n, values.begin() + (group + 1) * n);
+  };
+  // 1. Low-success prompts: ā < τ.
+  std::vector<int64_t> low;
+  for (int64_t g = 0; g < groups; ++g) {
+    const std::vector<double> correct = group_values(rows.correct, g);
+    const double successes = double(std::count_if(correct.begin(), correct.end(), [](double c) { return c >= 1.0; }));
+    if (successes / double(n) < lens.tau) low.push_back(g);
+  }
+  line["lens/low_success_fraction"] = double(low.size()) / double(groups);
+  // 2. Interference scores and purification.
+  std::vector<std::vector<int64_t>> low_prompts;
+  for (const int64_t g : low) low_prompts.push_back(prompts[size_t(g)]);
+  std::vector<int64_t> purified_groups;
+  std::vector<lens::Purification> purifications;
+  std::vector<std::vector<double>> purified_scores;
+  if (!low.empty()) {
+    const std::vector<std::vector<double>> policy = prompt_logprobs(models_.student, low_prompts);
+    const std::vector<std::vector<double>> reference =
+        prompt_logprobs(models_.references.at(lens_reference_), low_prompts);
+    for (size_t k = 0; k < low.size(); ++k) {
+      const int64_t g = low[k];
+      const std::vector<int64_t>& ids = prompts[size_t(g)];
+      const auto [first, last] = data::user_text_span(train_records_[indices[size_t(g)]], format_,
+                                                      *tokenizer_.tokenizer, ids);
+      std::vector<bool> eligible(ids.size(), false);
+      for (int64_t j = first; j < last; ++j) eligible[size_t(j)] = true;
+      std::vector<double> scores = lens::interference_scores(policy[k], reference[k]);
+      lens::Purification purification = lens::purify(ids, scores, lens.gamma, eligible, 0.0);
+      if (purification.removed_positions.empty() || purification.kept_ids.empty()) continue;
+      purified_groups.push_back(g);
+      purifications.push_back(std::move(purification));
+      purified_scores.push_back(std::move(scores));
+    }
+  }
+  const int64_t purified = int64_t(purified_groups.size());
+  line["lens/purified_fraction"] = double(purified) / double(groups);
+  double removed = 0;
+  for (const lens::Purification& purification : purifications) removed += double(purification.removed_positions.size());
+  line["lens/tokens_removed"] = purified > 0 ? removed / double(purified) : 0.0;
+  if (purified == 0) {
+    line["lens/transferred"] = 0;
+    return 0;
+  }
+  // 3. n rollouts on each purified prompt, verified.
+  std::vector<std::vector<int64_t>> purified_prompts;
+  for (const lens::Purification& purification : purifications) purified_prompts.push_back(purification.kept_ids);
+  const rollout::RolloutBatch purified_batch =
+      sample(purified_prompts, seed_for(std::to_string(config_.run.seed) + "/lens/" + std::to_string(step)), n,
+             config_.rollout.max_new_tokens);
+  std::vector<reward::RewardJob> jobs;
+  std::vector<std::vector<int64_t>> purified_responses;
+  for (int64_t r = 0; r < purified * n; ++r) {
+    const int64_t k = purified_batch.group_ids[r].item<int64_t>();
+    purified_responses.push_back(response_tokens(purified_batch, r));
+    jobs.push_back({&train_specs_[indices[size_t(purified_groups[size_t(k)])]],
+                    tokenizer_.tokenizer->decode(purified_responses.back(), true)});
+  }
+  const std::vector<reward::RewardResult> results = reward::score_async(std::move(jobs), config_.reward).get();
+  std::vector<double> purified_correct;
+  for (const reward::RewardResult& result : results) purified_correct.push_back(result.correct);
+  // 4. Transfer, and the CRPO weights of the rebuilt groups.
+  int64_t transferred = 0;
+  int64_t helped = 0;
+  double before_sum = 0;
+  double after_sum = 0;
+  const bool dump = lens.dump_every > 0 && (step + 1) % lens.dump_every == 0;
+  std::string dump_lines;
+  for (int64_t k = 0; k < purified; ++k) {
+    const int64_t g = purified_groups[size_t(k)];
+    const std::vector<double> original = group_values(rows.correct, g);
+    const lens::TransferPlan plan =
+        lens::plan_transfer(original, group_values(purified_correct, k), lens.tau, lens.max_replace);
+    before_sum += plan.success_before;
+    after_sum += plan.success_after;
+    helped += plan.helped ? 1 : 0;
+    if (!plan.replacements.empty()) {
+      PurifiedGroup group;
+      group.prompt = purified_prompts[size_t(k)];
+      for (int64_t i = k * n; i < (k + 1) * n; ++i) {
+        group.responses.push_back(purified_responses[size_t(i)]);
+        group.reward.push_back(results[size_t(i)].reward);
+        group.correct.push_back(results[size_t(i)].correct);
+      }
+      transferred += apply_transfer(rows, g, n, plan,
+                                    lens::crpo_weights(original, plan, lens.weight_scheme == "uniform"), group);
+    }
+    if (dump) {
+      const data::Record& record = train_records_[indices[size_t(g)]];
+      const std::vector<int64_t>& ids = prompts[size_t(g)];
+      nlohmann::json removed_tokens = nlohmann::json::array();
+      for (const int64_t position : purifications[size_t(k)].removed_positions) {
+        const int64_t id = ids[size_t(position)];
+        removed_tokens.push_back({{"position", position},
+                                  {"id", id},
+                                  {"text", tokenizer_.tokenizer->decode({id})},
+                                  {"score", purified_scores[size_t(k)][size_t(position)]}});
+      }
+      dump_lines += nlohmann::json({{"step", step + 1},
+                                    {"id", record.id},
+                                    {"prompt", tokenizer_.tokenizer->decode(ids)},
+                                    {"purified_prompt", tokenizer_.tokenizer->decode(purified_prompts[size_t(k)])},
+                                    {"removed", removed_tokens},
+                                    {"success_before", plan.success_before},
+                                    {"success_after", plan.success_after},
+                                    {"transferred", int64_t(plan.replacements.size())}})
+                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                    "\n";
+    }
+  }
+  if (dump) {
+    std::ofstream out(run_.path + "/lens_dump.jsonl", std::ios::app);
+    out << dump_lines;
+    if (!out) core::throw_runtime_failure(run_.path + "/lens_dump.jsonl: cannot write");
+  }
+  line["lens/success_before"] = before_sum / double(purified);
+  line["lens/success_after"] = after_sum / double(purified);
+  line["lens/helped_fraction"] = double(helped) / double(purified);
+  line["lens/transferred"] = transferred;
+  line["lens/purified_rollout_tokens"] = purified_batch.generated_tokens;
+  return transferred;
+}
+
 void Trainer::sft_step(int64_t step, const std::vector<data::Record>& batch, nlohmann::json& line) {
   const auto update_start = Clock::now();
   const TrainingSequences sequences = sft_sequences(batch, *tokenizer_.tokenizer, tokenizer_.info, format_);
@@ -751,23 +1094,26 @@ double Trainer::evaluate(const std::string& label) {
   params.sampling.top_p = config_.eval.top_p;
   params.n = config_.eval.samples;
   params.max_new_tokens = config_.eval.max_new_tokens;
-  double correct = 0;
-  int64_t count = 0;
+  std::vector<reward::RewardJob> jobs;
   const int64_t chunk = std::max<int64_t>(1, config_.rollout.batch_prompts);
-  torch::NoGradGuard no_grad;
-  models_.student->eval();
-  for (size_t begin = 0; begin < prompts.size(); begin += size_t(chunk)) {
-    const size_t end = std::min(prompts.size(), begin + size_t(chunk));
-    const std::vector<std::vector<int64_t>> part(prompts.begin() + long(begin), prompts.begin() + long(end));
-    const rollout::RolloutBatch batch = rollout::generate(models_.student, part, params);
-    for (int64_t r = 0; r < batch.response_ids.size(0); ++r) {
-      const data::Record& record = eval_records_[begin + size_t(batch.group_ids[r].item<int64_t>())];
-      correct += verify(record, response_text(batch, r, *tokenizer_.tokenizer));
-      ++count;
+  {
+    torch::NoGradGuard no_grad;
+    models_.student->eval();
+    for (size_t begin = 0; begin < prompts.size(); begin += size_t(chunk)) {
+      const size_t end = std::min(prompts.size(), begin + size_t(chunk));
+      const std::vector<std::vector<int64_t>> part(prompts.begin() + long(begin), prompts.begin() + long(end));
+      const rollout::RolloutBatch batch = rollout::generate(models_.student, part, params);
+      for (int64_t r = 0; r < batch.response_ids.size(0); ++r) {
+        jobs.push_back({&eval_specs_[begin + size_t(batch.group_ids[r].item<int64_t>())],
+                        response_text(batch, r, *tokenizer_.tokenizer)});
+      }
     }
+    models_.student->train();
   }
-  models_.student->train();
-  const double accuracy = count > 0 ? correct / double(count) : 0.0;
+  // Correctness only: the format reward is a training signal, not accuracy.
+  double correct = 0;
+  for (const reward::RewardResult& result : reward::score_async(jobs, config_.reward).get()) correct += result.correct;
+  const double accuracy = jobs.empty() ? 0.0 : correct / double(jobs.size());
   spdlog::info("eval ({}): avg@{} = {:.4f} on {} prompts ({:.1f} s)", label, config_.eval.samples,
                accuracy, eval_records_.size(), seconds_since(start));
   return accuracy;
@@ -806,14 +1152,18 @@ TrainSummary Trainer::run() {
       order = epoch_order(++state_.epoch);
       state_.cursor = 0;
     }
+    std::vector<size_t> indices;
     std::vector<data::Record> batch;
     while (int64_t(batch.size()) < config_.rollout.batch_prompts && state_.cursor < int64_t(order.size())) {
-      batch.push_back(train_records_[order[size_t(state_.cursor++)]]);
+      indices.push_back(order[size_t(state_.cursor++)]);
+      batch.push_back(train_records_[indices.back()]);
     }
     const auto step_start = Clock::now();
     nlohmann::json line = {{"step", step + 1}, {"epoch", state_.epoch}};
     if (config_.algorithm == "sft") {
       sft_step(step, batch, line);
+    } else if (rlvr()) {
+      rlvr_step(step, indices, line);
     } else {
       distillation_step(step, batch, line);
     }

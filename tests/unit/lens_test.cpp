@@ -37,6 +37,13 @@ TEST(LensPurification, RemovesTheLargestLogRatioAndKeepsOrder) {
   eligible[7] = eligible[8] = eligible[9] = true;
   const Purification masked = purify(ids, scores, 0.05, eligible);
   EXPECT_EQ(masked.removed_positions, (std::vector<int64_t>{8}));  // 0.1 beats 0.0 (7) and 0.05 (9)
+  // The floor: position 7 scores exactly 0 (the policy has not moved there); with floor 0 and
+  // γ = 1 every eligible token but 7 goes, and E still counts it.
+  const Purification floored = purify(ids, scores, 1.0, {}, 0.0);
+  EXPECT_EQ(floored.removed_positions, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 8, 9}));
+  EXPECT_EQ(floored.kept_ids, (std::vector<int64_t>{10, 17}));
+  // All scores zero (step 1: π_θ = π_ref): nothing is deleted.
+  EXPECT_TRUE(purify(ids, std::vector<double>(ids.size(), 0.0), 0.5, {}, 0.0).removed_positions.empty());
   EXPECT_THROW(purify(ids, scores, 1.5), std::invalid_argument);
   EXPECT_THROW(interference_scores(policy, {1.0}), std::invalid_argument);
 }

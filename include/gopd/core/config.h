@@ -82,6 +82,7 @@ struct LensConfig {
       "initial_policy";     // π_ref of the interference score: initial_policy | reference
   int64_t max_replace = 0;  // transferred rollouts per group; 0 = as many as failed
   std::string weight_scheme = "crpo";  // crpo | uniform
+  int64_t dump_every = 10;  // steps between dumps of purified prompts to lens_dump.jsonl; 0 = off
   void visit(ConfigVisitor& visitor);
 };
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gopd/data/record.h"
@@ -22,5 +23,13 @@ std::string prompt_text_for_model(const Record& record, const PromptFormat& form
 
 std::vector<int64_t> encode_prompt(const Record& record, const PromptFormat& format,
                                    const tokenizer::Tokenizer& tokenizer);
+
+// Positions [first, last) of `ids` (encode_prompt's output for this record) that hold the
+// user's own text, for LENS's purification: chat-template tokens are outside it, and so are
+// the tokens at the text's edges that the tokenizer may have merged with the template, and
+// position 0 (no context to score it). Plain prompts: [1, size). Empty when nothing is left.
+std::pair<int64_t, int64_t> user_text_span(const Record& record, const PromptFormat& format,
+                                           const tokenizer::Tokenizer& tokenizer,
+                                           const std::vector<int64_t>& ids);
 
 }  // namespace gopd::data

@@ -19,10 +19,16 @@
 //   transferred rollouts replace the original failures in order (earliest failure first) with
 //   the purified successes in order; ā is the original group's mean of (reward ≥ threshold);
 //   w̃ enters the ratio as log π_old + log w̃ (so clipping applies to the calibrated ratio), and
-//   a zero w̃ (ā = 0 or 1) is floored at `min_weight` to keep the ratio finite.
+//   a zero w̃ (ā = 0 or 1) is floored at `min_weight` to keep the ratio finite; tokens with a
+//   zero interference score are never deleted (at the first step π_θ = π_ref, so nothing is
+//   purified until the policy has moved).
+// - ours, in the trainer: CRPO weights apply to the groups a transfer rebuilt; the other groups
+//   are plain GRPO groups (all their rollouts came from π_old(· | x)); π_old of a transferred
+//   rollout is recomputed under the purified prompt it was sampled from.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace gopd::lens {
@@ -38,9 +44,11 @@ struct Purification {
 
 // Deletes the ceil(γ·E) highest-scoring eligible positions, E = number of eligible positions
 // (at least one token is deleted when γ > 0 and E > 0; none when γ = 0). `eligible` empty =
-// every position but the first.
+// every position but the first. Positions scoring ≤ `floor` are never deleted (they still
+// count in E): the trainer passes 0, so a token the policy has not moved on is kept.
 Purification purify(const std::vector<int64_t>& ids, const std::vector<double>& scores, double gamma,
-                    const std::vector<bool>& eligible = {});
+                    const std::vector<bool>& eligible = {},
+                    double floor = -std::numeric_limits<double>::infinity());
 
 struct TransferPlan {
   bool low_success = false;   // ā < τ: the prompt was purified

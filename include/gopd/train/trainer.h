@@ -1,8 +1,11 @@
 // The on-policy training loop (DESIGN.md "Data flows one way"): per step draw prompts, sample
 // with the current student (no grad), score with the teacher(s) and the reference (no grad),
 // compute the objective, update with micro-batches and gradient accumulation, log, evaluate,
-// save. Algorithms: gopd (ExOPD with λ, default 1.25), opd (λ = 1) and sft (cross-entropy on
-// the dataset's solutions, prompts masked: used to make tiny bases and teachers).
+// save. Algorithms: gopd (ExOPD with λ, default 1.25), opd (λ = 1), grpo (a group of
+// rollout.n samples per prompt, verifiable rewards on worker threads, group advantages, the
+// clipped surrogate, optional k3 KL to the reference), lens (GRPO plus LENS's prompt
+// purification, rollout transfer and CRPO ratio; lens/lens.h) and sft (cross-entropy on the
+// dataset's solutions, prompts masked: used to make tiny bases and teachers).
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,184 @@
+// `gopd train` with algorithm grpo and lens on tiny random models: GRPO logs its group metrics
+// with a KL penalty and several clipped updates; LENS purifies low-success prompts (tokens of
+// the user's text only, ⌈γ·|x|⌉ of them, written to lens_dump.jsonl) when its reference
+// differs from the policy, and purifies nothing at step 1 when π_ref is the initial policy;
+// GRPO on the code task runs every response in the sandbox from the training loop; a record
+// the reward cannot check stops the job with exit 2 before anything is written.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path kDir = fs::temp_directory_path() / ("gopd_rlvr_cli_" + std::to_string(getpid()));
+
+int run(const std::string& args, std::string* stderr_text = nullptr) {
+  return gopd::test::run_cli(args, kDir, stderr_text);
+}
+
+using gopd::test::read_jsonl;
+
+class RlvrCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    fs::remove_all(kDir);
+    fs::create_directories(kDir);
+    const std::string d = kDir.string();
+    ASSERT_EQ(run("data --task arith --n 64 --difficulty 2 --noise 0.2 --out '" + d + "/noisy.jsonl'"), 0);
+    ASSERT_EQ(run("data --task arith --n 4 --difficulty 2 --split eval --out '" + d + "/eval.jsonl'"), 0);
+    ASSERT_EQ(run("data --task code --n 8 --difficulty 1 --out '" + d + "/code.jsonl'"), 0);
+    std::ofstream(kDir / "text.jsonl") << std::ifstream(kDir / "noisy.jsonl").rdbuf() << std::ifstream(kDir / "code.jsonl").rdbuf();
+    ASSERT_EQ(run("tokenizer train --input '" + d + "/text.jsonl' --vocab-size 400 --chat-format chatml --out '" + d + "/tok'"), 0);
+    for (const std::string& name : {std::string("student"), std::string("other")}) {
+      ASSERT_EQ(run("init-model --arch qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 --tokenizer '" +
+                    d + "/tok' --out '" + d + "/" + name + "' --seed " + (name == "student" ? "1" : "2")),
+                0);
+    }
+    std::ofstream(kDir / "grpo.yaml") << "algorithm: grpo\n"
+                                         "run: {name: grpo, output_dir: " << d << "/runs, threads: 1}\n"
+                                         "student: {path: " << d << "/student}\n"
+                                         "data: {train_file: " << d << "/noisy.jsonl, eval_file: " << d << "/eval.jsonl}\n"
+                                         "rollout: {batch_prompts: 3, n: 4, max_new_tokens: 10}\n"
+                                         "reward: {type: task, format_weight: 0.1}\n"
+                                         "optim: {lr: 1.0e-2, micro_batch_size: 5}\n"
+                                         "train: {max_steps: 2}\n"
+                                         "eval: {max_new_tokens: 8}\n";
+  }
+  static void TearDownTestSuite() { fs::remove_all(kDir); }
+};
+
+void expect_finite_keys(const nlohmann::json& line, const std::vector<std::string>& keys) {
+  for (const std::string& key : keys) {
+    ASSERT_TRUE(line.contains(key)) << key << " in " << line.dump();
+    EXPECT_TRUE(std::isfinite(line[key].get<double>())) << key;
+  }
+}
+
+TEST_F(RlvrCli, GrpoLogsGroupMetricsWithKlAndClippedUpdates) {
+  std::string err;
+  ASSERT_EQ(run("train '" + (kDir / "grpo.yaml").string() +
+                    "' --set grpo.kl_beta=0.05 --set optim.ppo_epochs=2 --set grpo.clip_high=0.28",
+                &err),
+            0)
+      << err;
+  const auto lines = read_jsonl(kDir / "runs/grpo/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 3u);  // two steps and the final eval
+  for (int step = 0; step < 2; ++step) {
+    const nlohmann::json& line = lines[size_t(step)];
+    expect_finite_keys(line, {"reward/mean", "reward/accuracy", "reward/format_mean",
+                              "grpo/zero_reward_prompt_fraction", "grpo/all_correct_prompt_fraction",
+                              "loss/policy", "loss/kl_penalty", "actor/kl", "actor/clip_fraction",
+                              "actor/ratio_mean", "rollout/entropy", "rollout/response_length_mean",
+                              "perf/rollout_s", "perf/scoring_s", "perf/reward_wait_s", "perf/update_s"});
+    EXPECT_EQ(line["optim/updates"], 2);
+    EXPECT_GE(line["reward/mean"].get<double>(), 0.0);
+    EXPECT_FALSE(line.contains("lens/purified_fraction"));
+  }
+  // π_θ = π_ref at the first update: k3 = 0 there; the second update has moved the policy.
+  EXPECT_NEAR(lines[0]["actor/kl"].get<double>(), 0.0, 0.05);
+  EXPECT_TRUE(lines[2].contains("eval/accuracy"));
+  EXPECT_TRUE(fs::exists(kDir / "runs/grpo/checkpoints/step_2/model.safetensors"));
+}
+
+TEST_F(RlvrCli, LensPurifiesOnlyTheUsersTextWhenTheReferenceDiffers) {
+  std::string err;
+  // π_ref = another model: the interference scores are non-zero from step 1. The random
+  // student fails everything, so every prompt is low-success.
+  ASSERT_EQ(run("train '" + (kDir / "grpo.yaml").string() + "' --set algorithm=lens --set run.name=lens " +
+                    "--set lens.score=reference --set reference.path=" + (kDir / "other").string() +
+                    " --set lens.gamma=0.1 --set lens.dump_every=1",
+                &err),
+            0)
+      << err;
+  const auto lines = read_jsonl(kDir / "runs/lens/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 3u);
+  for (int step = 0; step < 2; ++step) {
+    const nlohmann::json& line = lines[size_t(step)];
+    expect_finite_keys(line, {"lens/low_success_fraction", "lens/purified_fraction", "lens/tokens_removed",
+                              "lens/success_before", "lens/success_after", "lens/helped_fraction",
+                              "lens/transferred", "lens/zero_reward_prompt_fraction", "perf/lens_s"});
+    if (line["grpo/zero_reward_prompt_fraction"].get<double>() == 1.0) {
+      EXPECT_EQ(line["lens/low_success_fraction"].get<double>(), 1.0);
+    }
+    EXPECT_GT(line["lens/purified_fraction"].get<double>(), 0.0) << line.dump();
+    EXPECT_GE(line["lens/tokens_removed"].get<double>(), 1.0);
+  }
+  // The dump: every purified prompt, its removed tokens (from the user's text, never the chat
+  // template) and the purified prompt without them.
+  const auto dump = read_jsonl(kDir / "runs/lens/lens_dump.jsonl");
+  ASSERT_FALSE(dump.empty());
+  std::map<std::string, std::string> prompts;  // id → the record's prompt text
+  for (const auto& record : read_jsonl(kDir / "noisy.jsonl")) prompts[record["id"]] = record["prompt"];
+  for (const auto& entry : dump) {
+    ASSERT_TRUE(entry.contains("removed")) << entry.dump();
+    ASSERT_FALSE(entry["removed"].empty());
+    const std::string& text = prompts.at(entry["id"].get<std::string>());
+    const std::string prompt = entry["prompt"];
+    EXPECT_NE(prompt.find("<|im_start|>user"), std::string::npos) << prompt;
+    for (const auto& token : entry["removed"]) {
+      std::string piece = token["text"];
+      piece.erase(0, piece.find_first_not_of(' '));
+      EXPECT_NE(text.find(piece), std::string::npos) << "removed '" << piece << "' is not in the user's text: " << text;
+      EXPECT_GT(token["score"].get<double>(), 0.0);
+    }
+    const std::string purified = entry["purified_prompt"];
+    EXPECT_NE(purified.find("<|im_start|>user"), std::string::npos) << purified;
+    EXPECT_NE(purified.find("<|im_start|>assistant"), std::string::npos) << purified;
+    EXPECT_LT(purified.size(), prompt.size());
+  }
+}
+
+TEST_F(RlvrCli, LensWithTheInitialPolicyPurifiesNothingBeforeThePolicyMoves) {
+  std::string err;
+  ASSERT_EQ(run("train '" + (kDir / "grpo.yaml").string() +
+                    "' --set algorithm=lens --set run.name=lens-init --set train.max_steps=1",
+                &err),
+            0)
+      << err;
+  const auto lines = read_jsonl(kDir / "runs/lens-init/metrics.jsonl");
+  ASSERT_GE(lines.size(), 1u);
+  EXPECT_GT(lines[0]["lens/low_success_fraction"].get<double>(), 0.0);
+  EXPECT_EQ(lines[0]["lens/purified_fraction"].get<double>(), 0.0);  // all scores are 0 at step 1
+  EXPECT_EQ(lines[0]["lens/transferred"].get<int64_t>(), 0);
+}
+
+TEST_F(RlvrCli, GrpoOnCodeRunsResponsesInTheSandbox) {
+  std::string err;
+  ASSERT_EQ(run("train '" + (kDir / "grpo.yaml").string() + "' --set run.name=grpo-code --set reward.type=code " +
+                    "--set data.train_file=" + (kDir / "code.jsonl").string() + " --set data.eval_file=" +
+                    (kDir / "code.jsonl").string() + " --set reward.code.timeout_s=2 --set reward.code.cpu_seconds=1",
+                &err),
+            0)
+      << err;
+  const auto lines = read_jsonl(kDir / "runs/grpo-code/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 3u);
+  expect_finite_keys(lines[0], {"reward/mean", "reward/accuracy", "perf/reward_wait_s"});
+  EXPECT_TRUE(lines[2].contains("eval/accuracy"));
+}
+
+TEST_F(RlvrCli, RecordsTheRewardCannotCheckStopTheJob) {
+  std::string err;
+  std::ofstream(kDir / "no_answer.jsonl") << "{\"prompt\": \"What is 2 + 3?\", \"answer\": \"5\"}\n"
+                                             "{\"prompt\": \"What is 4 + 4?\"}\n";
+  EXPECT_EQ(run("train '" + (kDir / "grpo.yaml").string() + "' --set run.name=bad --set reward.type=math " +
+                    "--set data.train_file=" + (kDir / "no_answer.jsonl").string(),
+                &err),
+            2);
+  EXPECT_NE(err.find("no_answer.jsonl:2: reward.type math needs an \"answer\""), std::string::npos) << err;
+  EXPECT_EQ(run("train '" + (kDir / "grpo.yaml").string() + "' --set run.name=bad --set reward.type=code", &err), 2);
+  EXPECT_NE(err.find("noisy.jsonl:1: reward.type code needs a \"tests\" field"), std::string::npos) << err;
+  EXPECT_EQ(run("train '" + (kDir / "grpo.yaml").string() + "' --set run.name=bad --set rollout.n=1", &err), 2);
+  EXPECT_NE(err.find("rollout.n"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(kDir / "runs/bad"));
+}
+
+}  // namespace
