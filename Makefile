@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD_DIR ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test demo bench format clean
+.PHONY: all setup configure build test demo rlvr-demo bench format clean
 
 all: build
 
@@ -23,6 +23,9 @@ test: setup build
 
 demo: setup build
 	@bash scripts/demo.sh $(BUILD_DIR)/bin/gopd
+
+rlvr-demo: setup build
+	@bash scripts/rlvr_demo.sh $(BUILD_DIR)/bin/gopd
 
 bench: setup build
 	@bash scripts/bench.sh $(BUILD_DIR)/bin/gopd

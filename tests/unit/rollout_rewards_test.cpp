@@ -1,6 +1,7 @@
 // Rewards of sampled responses for GRPO/LENS: which verifier each record gets (and the clear
 // error when a record cannot be verified), the format reward kept apart from correctness, and
-// code verified in the sandbox from a background thread, results in job order.
+// code verified in the sandbox from a background thread, results in job order, hostile programs
+// (fork bomb, memory bomb, output flood, sleeping past the timeout) scored 0.
 #include <gtest/gtest.h>
 
 #include "gopd/core/error.h"
@@ -78,9 +79,16 @@ TEST(RolloutRewards, CodeIsVerifiedInTheSandboxInJobOrder) {
       {&code, "```python\ndef f(x):\n    return 2 * x + 1\n```"},
       {&math, "\\boxed{3}"},
       {&code, "```python\ndef f(x):\n    while True:\n        pass\n```"},
-      {&code, "def f(x):\n    return x"}};
+      {&code, "def f(x):\n    return x"},
+      // Hostile programs in the training loop's reward path: each scores 0, the batch finishes.
+      {&code, "```python\nimport os\nwhile True:\n    os.fork()\n```"},
+      {&code, "```python\nx = bytearray(1 << 34)\ndef f(x):\n    return 2 * x + 1\n```"},
+      {&code, "```python\nimport sys\nsys.stdout.write('y' * (100 << 20))\ndef f(x):\n    return 2 * x + 1\n```"},
+      {&code, "```python\nimport time\ntime.sleep(30)\ndef f(x):\n    return 2 * x + 1\n```"}};
   const std::vector<reward::RewardResult> results = reward::score_async(jobs, config).get();
-  ASSERT_EQ(results.size(), 4u);
+  ASSERT_EQ(results.size(), 8u);
+  for (size_t i = 4; i < 8; ++i) EXPECT_EQ(results[i].reward, 0.0) << i << ": " << results[i].detail;
+  EXPECT_NE(results[7].detail.find("timeout"), std::string::npos) << results[7].detail;
   EXPECT_EQ(results[0].correct, 1.0) << results[0].detail;
   EXPECT_EQ(results[0].format, 1.0);
   EXPECT_EQ(results[1].correct, 1.0);
