@@ -99,7 +99,7 @@ void LensConfig::visit(ConfigVisitor& v) {
   v.field("gamma", gamma, NumberRule::range(0, 1, false, false));
   v.field("score", score, StringRule::one_of({"initial_policy", "reference"}));
   v.field("max_replace", max_replace, NumberRule::non_negative());
-  v.field("weight_scheme", weight_scheme, StringRule::one_of({"crpo", "uniform"}));
+  v.field("weight_scheme", weight_scheme, StringRule::one_of({"crpo", "crpo_sample", "uniform"}));
   v.field("dump_every", dump_every, NumberRule::non_negative());
 }
 

@@ -790,6 +790,7 @@ void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohma
   TrainingSequences sequences = training_sequences(rows, pad);
   torch::Tensor reference;  // log π_ref(y_t), with a KL penalty
   torch::Tensor old;        // log π_old(y_t | x_roll) + log w̃; undefined = the update's own forward
+  torch::Tensor sample_weights;  // lens.weight_scheme crpo_sample: w̃ per token, outside the ratio
   auto scoring_start = Clock::now();
   if (!kl_reference_.empty()) reference = response_logprobs(models_.references.at(kl_reference_), sequences);
   if (several_updates) old = response_logprobs(models_.student, sequences);
@@ -819,7 +820,13 @@ void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohma
       // every row under the prompt it was sampled from, times w̃.
       sequences = training_sequences(rows, pad);
       if (!kl_reference_.empty()) reference = response_logprobs(models_.references.at(kl_reference_), sequences);
-      old = calibrated_old_logprobs(response_logprobs(models_.student, rollout_sequences(rows, pad)), rows);
+      old = response_logprobs(models_.student, rollout_sequences(rows, pad));
+      if (config_.lens.weight_scheme == "crpo_sample") {
+        // w̃ as a per-sample weight outside the clipped ratio π_θ(y | x) / π_old(y | x_roll).
+        sample_weights = torch::tensor(rows.log_weight, torch::kFloat).exp().unsqueeze(1).expand_as(old).contiguous();
+      } else {
+        old = calibrated_old_logprobs(old, rows);
+      }
     }
     line["perf/lens_s"] = seconds_since(lens_start);
     for (const auto& [key, value] :
@@ -850,7 +857,8 @@ void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohma
     const torch::Tensor part_mask = mask.slice(0, begin, end);
     entropy_sum += (student.entropy.detach() * part_mask).sum().item<double>();
     const torch::Tensor part_old = old.defined() ? old.slice(0, begin, end) : student.logprobs.detach();
-    return objective::grpo_loss(student.logprobs, part_old, advantages.slice(0, begin, end), torch::Tensor(),
+    return objective::grpo_loss(student.logprobs, part_old, advantages.slice(0, begin, end),
+                                sample_weights.defined() ? sample_weights.slice(0, begin, end) : torch::Tensor(),
                                 reference.defined() ? reference.slice(0, begin, end) : torch::Tensor(), part_mask,
                                 options);
   };

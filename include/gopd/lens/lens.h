@@ -22,7 +22,11 @@
 //   a zero w̃ (ā = 0 or 1) is floored at `min_weight` to keep the ratio finite; tokens with a
 //   zero interference score are never deleted (at the first step π_θ = π_ref, so nothing is
 //   purified until the policy has moved).
-// - ours, in the trainer: CRPO weights apply to the groups a transfer rebuilt; the other groups
+// - ours, in the trainer: lens.weight_scheme crpo puts w̃ in the clipped ratio as above;
+//   crpo_sample reads "reweights samples" literally: the ratio is π_θ(y | x) / π_old(y | x_roll)
+//   and w̃ multiplies the sample's loss outside the clip (the two readings weigh a rare
+//   original success by 1/ā and by ā respectively; which one the paper means is not known).
+//   CRPO weights apply to the groups a transfer rebuilt; the other groups
 //   are plain GRPO groups (all their rollouts came from π_old(· | x)); π_old of a transferred
 //   rollout is recomputed under the purified prompt it was sampled from.
 #pragma once
