@@ -1,7 +1,7 @@
 // `gopd eval --model DIR --data FILE.jsonl [--samples K] [--temperature T]
 // [--max-new-tokens N] [--out DIR]`: K samples per prompt scored by the verifier the data
-// names (a record's "task" field → the exact task checker, otherwise the math verifier;
-// --reward overrides). Writes samples.jsonl and summary.json into the output directory and
+// names (a record's "task" field → the exact task checker, or for a code task its tests in the
+// sandbox; otherwise the math verifier; --reward overrides). Writes samples.jsonl and summary.json into the output directory and
 // prints the summary: avg@K, pass@k (unbiased), mean response length, truncation rate.
 #include <spdlog/spdlog.h>
 
@@ -14,8 +14,8 @@
 #include "gopd/core/error.h"
 #include "gopd/data/jsonl.h"
 #include "gopd/eval/metrics.h"
-#include "gopd/reward/math_verifier.h"
-#include "gopd/reward/task_verifier.h"
+#include "gopd/reward/code_sandbox.h"
+#include "gopd/reward/rollout_rewards.h"
 
 namespace gopd::cli {
 
@@ -38,8 +38,9 @@ Command add_eval_command(CLI::App& parent) {
       ->capture_default_str();
   command
       ->add_option("--reward", options->reward,
-                   "auto (record's task field, else math), math or task")
-      ->check(CLI::IsMember({"auto", "math", "task"}))
+                   "auto (record's task field — a code task runs in the sandbox — else math), "
+                   "math, task or code")
+      ->check(CLI::IsMember({"auto", "math", "task", "code"}))
       ->capture_default_str();
   command->add_option("--out", options->out, "output directory (default: runs/eval-<model name>)");
   add_sampling_options(*command, options->sampling, /*default_temperature=*/0.0);
@@ -47,9 +48,23 @@ Command add_eval_command(CLI::App& parent) {
   return {
       command, [options] {
         const std::vector<data::Record> records = data::read_dataset(options->data);
+        // Each record's verifier, decided before any sampling: a record it cannot check is an
+        // error naming file:line (exit 2). Code runs in the sandbox (reward.code defaults).
+        std::vector<reward::RewardSpec> specs;
         for (const data::Record& record : records) {
-          if (record.answer.empty())
-            core::throw_bad_input(record.source + ": no \"answer\" to score against");
+          const auto task = record.extra.find("task");
+          nlohmann::json task_value = task != record.extra.end() ? *task : nlohmann::json();
+          std::string type = options->reward;
+          if (type == "auto") type = task_value.is_string() ? "task" : "math";
+          if (type == "task" && task_value.is_null()) task_value = "arith";
+          specs.push_back(reward::reward_spec(type, record.answer, task_value, record.tests, record.source));
+        }
+        core::RewardConfig reward_config;
+        for (const reward::RewardSpec& spec : specs) {
+          if (spec.kind == reward::RewardSpec::Kind::kCode && !reward::bubblewrap_available()) {
+            core::throw_bad_input(options->data + ": the records hold code to run and bubblewrap (bwrap) "
+                                  "is not installed (make setup)");
+          }
         }
         if (options->samples > 1 && options->sampling.temperature == 0.0) {
           spdlog::warn("--samples {} with --temperature 0: greedy samples are identical",
@@ -60,41 +75,35 @@ Command add_eval_command(CLI::App& parent) {
           out = "runs/eval-" + std::filesystem::path(options->model).filename().string();
         }
         LoadedModel loaded = load_model_with_tokenizer(options->model);
+        std::vector<SampleRecord> samples;
+        std::vector<reward::RewardJob> jobs;
+        sample_records(loaded, records, options->samples, options->sampling, "eval",
+                       [&](const SampleRecord& sample) {
+                         samples.push_back(sample);
+                         jobs.push_back({&specs[static_cast<size_t>(sample.prompt_index)], sample.text});
+                       });
+        const std::vector<reward::RewardResult> results = reward::score_async(jobs, reward_config).get();
         std::vector<int64_t> correct(records.size(), 0);
         std::vector<nlohmann::json> lines;
         int64_t total_length = 0;
         int64_t truncated = 0;
-        sample_records(
-            loaded, records, options->samples, options->sampling, "eval",
-            [&](const SampleRecord& sample) {
-              const data::Record& record = records[static_cast<size_t>(sample.prompt_index)];
-              const auto task = record.extra.find("task");
-              const bool use_task = options->reward == "task" ||
-                                    (options->reward == "auto" && task != record.extra.end());
-              reward::Verdict verdict;
-              try {
-                verdict = use_task
-                              ? reward::verify_task(
-                                    task != record.extra.end() ? task->get<std::string>() : "arith",
-                                    sample.text, record.answer)
-                              : reward::verify_math(sample.text, record.answer);
-              } catch (const core::Error& error) {
-                throw core::Error(error.code(), record.source + ": " + error.what());
-              }
-              correct[static_cast<size_t>(sample.prompt_index)] += verdict.reward >= 1.0 ? 1 : 0;
-              total_length += static_cast<int64_t>(sample.tokens.size());
-              truncated += sample.finish_reason == "length" ? 1 : 0;
-              nlohmann::json line = {{"prompt_index", sample.prompt_index},
-                                     {"sample", sample.sample_index},
-                                     {"response", sample.text},
-                                     {"answer", record.answer},
-                                     {"reward", verdict.reward},
-                                     {"detail", verdict.detail},
-                                     {"length", sample.tokens.size()},
-                                     {"finish_reason", sample.finish_reason}};
-              if (!record.id.empty()) line["id"] = record.id;
-              lines.push_back(std::move(line));
-            });
+        for (size_t i = 0; i < samples.size(); ++i) {
+          const SampleRecord& sample = samples[i];
+          const data::Record& record = records[static_cast<size_t>(sample.prompt_index)];
+          correct[static_cast<size_t>(sample.prompt_index)] += results[i].correct >= 1.0 ? 1 : 0;
+          total_length += static_cast<int64_t>(sample.tokens.size());
+          truncated += sample.finish_reason == "length" ? 1 : 0;
+          nlohmann::json line = {{"prompt_index", sample.prompt_index},
+                                 {"sample", sample.sample_index},
+                                 {"response", sample.text},
+                                 {"answer", record.answer},
+                                 {"reward", results[i].correct},
+                                 {"detail", results[i].detail},
+                                 {"length", sample.tokens.size()},
+                                 {"finish_reason", sample.finish_reason}};
+          if (!record.id.empty()) line["id"] = record.id;
+          lines.push_back(std::move(line));
+        }
         const eval::AccuracySummary accuracy = eval::summarize_accuracy(correct, options->samples);
         const double count = static_cast<double>(lines.size());
         nlohmann::json summary = {{"model", options->model},

@@ -165,6 +165,22 @@ TEST_F(RlvrCli, GrpoOnCodeRunsResponsesInTheSandbox) {
   EXPECT_TRUE(lines[2].contains("eval/accuracy"));
 }
 
+TEST_F(RlvrCli, EvalScoresCodeRecordsInTheSandbox) {
+  std::string err;
+  const fs::path out = kDir / "eval-code";
+  ASSERT_EQ(run("eval --model '" + (kDir / "student").string() + "' --data '" + (kDir / "code.jsonl").string() +
+                    "' --samples 1 --max-new-tokens 8 --out '" + out.string() + "'",
+                &err),
+            0)
+      << err;
+  const auto samples = read_jsonl(out / "samples.jsonl");
+  ASSERT_EQ(samples.size(), 8u);
+  for (const auto& sample : samples) {
+    // The code verifier's detail ("0/5 passed; case 1 failed" and the like), not the math one's.
+    EXPECT_NE(sample["detail"].get<std::string>().find("passed"), std::string::npos) << sample.dump();
+  }
+}
+
 TEST_F(RlvrCli, RecordsTheRewardCannotCheckStopTheJob) {
   std::string err;
   std::ofstream(kDir / "no_answer.jsonl") << "{\"prompt\": \"What is 2 + 3?\", \"answer\": \"5\"}\n"
