@@ -54,10 +54,9 @@ Command add_eval_command(CLI::App& parent) {
         for (const data::Record& record : records) {
           const auto task = record.extra.find("task");
           nlohmann::json task_value = task != record.extra.end() ? *task : nlohmann::json();
-          std::string type = options->reward;
-          if (type == "auto") type = task_value.is_string() ? "task" : "math";
-          if (type == "task" && task_value.is_null()) task_value = "arith";
-          specs.push_back(reward::reward_spec(type, record.answer, task_value, record.tests, record.source));
+          if (options->reward == "task" && task_value.is_null()) task_value = "arith";  // --reward task
+          specs.push_back(
+              reward::reward_spec(options->reward, record.answer, task_value, record.tests, record.source));
         }
         core::RewardConfig reward_config;
         for (const reward::RewardSpec& spec : specs) {

@@ -9,6 +9,7 @@ namespace gopd::reward {
 
 RewardSpec reward_spec(const std::string& type, const std::string& answer, const nlohmann::json& task,
                        const nlohmann::json& tests, const std::string& source) {
+  if (type == "auto") return reward_spec(task.is_string() ? "task" : "math", answer, task, tests, source);
   RewardSpec spec;
   const auto code_spec = [&](const std::string& why) {
     if (tests.is_null()) core::throw_bad_input(source + ": " + why + " needs a \"tests\" field");

@@ -200,6 +200,23 @@ struct ScoredBatch {
 // The loss of rows [begin, end) of a batch, for gradient accumulation.
 using MicroBatchLoss = std::function<objective::LossOutput(int64_t begin, int64_t end)>;
 
+// Metrics of a step's rollout shared by every on-policy algorithm: response length, entropy of
+// the updated tokens, truncation, and rollout speed.
+void put_rollout_metrics(const rollout::RolloutBatch& batch, double rollout_seconds, double entropy_sum,
+                         double entropy_tokens, nlohmann::json& line) {
+  const double rows = double(batch.finish_reasons.size());
+  const double generated = double(batch.generated_tokens);
+  line["rollout/response_length_mean"] = generated / rows;
+  line["rollout/entropy"] = entropy_sum / entropy_tokens;
+  int64_t truncated = 0;
+  for (const rollout::FinishReason reason : batch.finish_reasons) {
+    truncated += reason == rollout::FinishReason::kLength ? 1 : 0;
+  }
+  line["rollout/truncated_fraction"] = double(truncated) / rows;
+  line["perf/rollout_s"] = rollout_seconds;
+  line["perf/rollout_tokens_per_s"] = generated / std::max(rollout_seconds, 1e-9);
+}
+
 int64_t peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -396,9 +413,9 @@ void Trainer::load() {
   // its task when it names one, as a math answer otherwise.
   const auto spec_of = [&](const data::Record& record, bool use_reward_type) {
     const auto task = record.extra.find("task");
-    const nlohmann::json task_value = task != record.extra.end() ? *task : nlohmann::json();
-    const std::string type = use_reward_type ? config_.reward.type : task_value.is_string() ? "task" : "math";
-    return reward::reward_spec(type, record.answer, task_value, record.tests, record.source);
+    return reward::reward_spec(use_reward_type ? config_.reward.type : "auto", record.answer,
+                               task != record.extra.end() ? *task : nlohmann::json(), record.tests,
+                               record.source);
   };
   bool runs_code = false;
   if (rlvr()) {
@@ -668,19 +685,10 @@ void Trainer::distillation_step(int64_t step, const std::vector<data::Record>& b
   scoring_seconds += update_scoring_seconds;
   const double update_seconds = seconds_since(update_start) - update_scoring_seconds;
 
-  const double generated = double(rollout_batch.generated_tokens);
-  line["rollout/response_length_mean"] = generated / double(rows);
-  line["rollout/entropy"] = entropy_sum / (total_tokens * double(epochs));
-  int64_t truncated = 0;
-  for (const rollout::FinishReason reason : rollout_batch.finish_reasons) {
-    truncated += reason == rollout::FinishReason::kLength ? 1 : 0;
-  }
-  line["rollout/truncated_fraction"] = double(truncated) / double(rows);
+  put_rollout_metrics(rollout_batch, rollout_seconds, entropy_sum, total_tokens * double(epochs), line);
   if (judged > 0) line["reward/accuracy"] = correct / double(judged);
-  line["perf/rollout_s"] = rollout_seconds;
   line["perf/scoring_s"] = scoring_seconds;
   line["perf/update_s"] = update_seconds;
-  line["perf/rollout_tokens_per_s"] = generated / std::max(rollout_seconds, 1e-9);
   line["perf/scoring_tokens_per_s"] = total_tokens / std::max(scoring_seconds, 1e-9);
   line["perf/update_tokens_per_s"] = total_tokens * double(epochs) / std::max(update_seconds, 1e-9);
 }
@@ -866,18 +874,10 @@ void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohma
   update(step, mask, epochs, mini_batches, loss_of, line);
   const double update_seconds = seconds_since(update_start);
 
-  line["rollout/response_length_mean"] = double(rollout_batch.generated_tokens) / double(row_count);
-  line["rollout/entropy"] = entropy_sum / (total_tokens * double(epochs));
-  int64_t truncated = 0;
-  for (const rollout::FinishReason reason : rollout_batch.finish_reasons) {
-    truncated += reason == rollout::FinishReason::kLength ? 1 : 0;
-  }
-  line["rollout/truncated_fraction"] = double(truncated) / double(row_count);
-  line["perf/rollout_s"] = rollout_seconds;
+  put_rollout_metrics(rollout_batch, rollout_seconds, entropy_sum, total_tokens * double(epochs), line);
   line["perf/scoring_s"] = scoring_seconds;
   line["perf/reward_wait_s"] = reward_wait_seconds;
   line["perf/update_s"] = update_seconds;
-  line["perf/rollout_tokens_per_s"] = double(rollout_batch.generated_tokens) / std::max(rollout_seconds, 1e-9);
   line["perf/update_tokens_per_s"] = total_tokens * double(epochs) / std::max(update_seconds, 1e-9);
 }
 

@@ -25,9 +25,9 @@ struct RewardSpec {
   std::shared_ptr<const CodeTests> tests;  // kCode
 };
 
-// The spec of a record for `reward.type` (math | task | code): math needs an answer; task
-// needs a "task" field (a "code" task is verified by the sandbox with the record's tests);
-// code needs "tests". Throws a bad-input error naming `source` when the record lacks them.
+// The spec of a record for `reward.type` (math | task | code, or auto = task when the record
+// has a "task" field, else math): math needs an answer; task needs a "task" field (a "code"
+// task is verified by the sandbox with the record's tests); code needs "tests". Throws a bad-input error naming `source` when the record lacks them.
 RewardSpec reward_spec(const std::string& type, const std::string& answer, const nlohmann::json& task,
                        const nlohmann::json& tests, const std::string& source);
 
