@@ -243,7 +243,8 @@ class TokenLogprobsFunction : public torch::autograd::Function<TokenLogprobsFunc
 class GopdKlFunction : public torch::autograd::Function<GopdKlFunction> {
  public:
   // student, teacher, reference (N, V) → loss (N). Without a reference, `reference` is an empty
-  // placeholder (LibTorch 1.13's custom functions reject undefined tensor arguments).
+  // placeholder (custom autograd functions reject undefined tensor inputs: LibTorch 2.11 still
+  // records a device for every input).
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& student,
                                const torch::Tensor& teacher, const torch::Tensor& reference_arg,
                                double lambda, double temperature) {

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages gopd builds and runs with (DESIGN.md, "Stack").
-# Idempotent: checks each package with dpkg-query, installs only what is missing, runs
-# `apt-get update` at most once, and only when something must be installed.
+# Installs what gopd builds, runs and tests with (DESIGN.md, "Stack"):
+#   1. the Debian 12 packages, checked with dpkg-query; `apt-get update` at most once, and only
+#      when something must be installed;
+#   2. the project venv .venv/ from scripts/requirements.txt (every Python package pinned):
+#      pip's torch is the LibTorch gopd builds against (CMake reads torch.utils.cmake_prefix_path);
+#      transformers, tokenizers and safetensors are the tests' references. Skipped when the
+#      installed lock already matches (a stamp holds the lock's checksum).
+# GOPD_TORCH_DIR=<dir> builds against a PyTorch/LibTorch 2.x you already have instead (a LibTorch
+# root, or the `torch` folder of a Python install: any folder with share/cmake/Torch); setup then
+# skips torch and its CUDA wheels, and the tests that need torch in Python say they are skipped.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake pkg-config
-  libtorch-dev            # tensors, autograd, modules (LibTorch 1.13 on Debian 12)
-  libopenblas0-openmp     # BLAS for LibTorch: ~15x faster matmuls than reference BLAS
-  libgloo-dev             # headers LibTorch's c10d ProcessGroupGloo.hpp includes
   libsentencepiece-dev sentencepiece
   libpcre2-dev            # Unicode-aware regex for tokenizer.json pre-tokenizers
   libicu-dev              # NFC and Unicode properties for tokenizer.json normalizers
@@ -19,6 +24,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   bubblewrap              # sandbox for model-written code
   python3                 # interpreter the code verifier runs candidates with
+  python3-venv            # the project venv (pip's torch, the tests' references)
   clang-format
 )
 
@@ -54,6 +60,42 @@ else
     echo "setup: are these Debian 12 (bookworm) package names available from your sources?" >&2
     exit 1
   fi
+fi
+
+# --- the project venv -----------------------------------------------------------------------
+venv=.venv
+lock=scripts/requirements.txt
+python=${GOPD_SETUP_PYTHON:-python3}
+requirements=$lock
+if [[ -n "${GOPD_TORCH_DIR:-}" ]]; then
+  if ! compgen -G "$GOPD_TORCH_DIR/share/cmake/Torch/TorchConfig.cmake" >/dev/null; then
+    echo "setup: error: GOPD_TORCH_DIR=$GOPD_TORCH_DIR has no share/cmake/Torch/TorchConfig.cmake" >&2
+    echo "setup: point it at a LibTorch 2.x root or at the torch folder of a PyTorch 2.x install" >&2
+    exit 2
+  fi
+  echo "setup: LibTorch from GOPD_TORCH_DIR=$GOPD_TORCH_DIR; the venv gets no torch"
+  requirements=$venv/requirements-without-torch.txt
+fi
+stamp=$venv/.gopd-lock
+want="$(sha256sum "$lock" | cut -d' ' -f1) ${GOPD_TORCH_DIR:+without-torch}"
+if [[ -x $venv/bin/python && -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
+  echo "setup: venv matches $lock"
+else
+  if [[ ! -x $venv/bin/python ]]; then
+    echo "setup: creating $venv with $($python --version 2>&1)"
+    "$python" -m venv "$venv"
+  fi
+  if [[ $requirements != "$lock" ]]; then
+    grep -Ev '^(torch|triton|nvidia-|cuda-)' "$lock" >"$requirements"
+  fi
+  echo "setup: installing the pinned Python packages of $requirements into $venv"
+  start=$(date +%s)
+  if ! "$venv/bin/python" -m pip install -q --progress-bar off -r "$requirements"; then
+    echo "setup: error: 'pip install -r $requirements' failed; check network access to PyPI" >&2
+    exit 1
+  fi
+  echo "$want" >"$stamp"
+  echo "setup: venv ready in $(( $(date +%s) - start )) s ($(du -sh "$venv" | cut -f1) on disk)"
 fi
 
 echo "setup: done"

@@ -1050,6 +1050,20 @@ void launch_topk_backward(const Rows& student, int64_t n, int v, const int64_t* 
 // ---------------------------------------------------------------------------------------
 // Launchers: validate, pick the dtype (and target / reference) instantiation, launch.
 
+int device_properties(int index, char* name, int size, int* major, int* minor) {
+  cudaDeviceProp properties{};
+  const cudaError_t status = cudaGetDeviceProperties(&properties, index);
+  if (status != cudaSuccess) return static_cast<int>(status);
+  if (size > 0) {
+    int i = 0;
+    for (; i + 1 < size && properties.name[i] != '\0'; ++i) name[i] = properties.name[i];
+    name[i] = '\0';
+  }
+  *major = properties.major;
+  *minor = properties.minor;
+  return 0;
+}
+
 int token_logprobs_forward(Rows logits, int64_t n, int64_t v, const int64_t* tokens,
                            float temperature, float* logprob, float* entropy, float* lse,
                            void* stream) {

@@ -14,9 +14,7 @@ namespace {
 
 void print_version() {
   std::cout << "gopd " << GOPD_VERSION << "\n"
-            << "libtorch " << gopd::core::torch_version() << "\n"
-            << "cuda " << (gopd::core::cuda_available() ? "available" : "not available")
-            << " (gopd built " << (GOPD_WITH_CUDA ? "with" : "without") << " the CUDA toolkit)\n"
+            << gopd::core::build_and_device_report()
             << "threads " << gopd::core::current_threads() << "\n";
 }
 

@@ -1,6 +1,5 @@
 // CpuMemoryTracker: a c10::Allocator that forwards to the allocator it replaces and counts
-// bytes. The Allocator interface changed in LibTorch 2.3 (allocate() lost its const,
-// copy_data() appeared); both shapes are handled here and nowhere else.
+// bytes.
 #include "gopd/core/cpu_memory_tracker.h"
 
 #include <atomic>
@@ -8,15 +7,6 @@
 #include <stdexcept>
 
 #include <c10/core/Allocator.h>
-#include <torch/version.h>
-
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
-#define GOPD_ALLOCATOR_CONST
-#define GOPD_ALLOCATOR_HAS_COPY_DATA 1
-#else
-#define GOPD_ALLOCATOR_CONST const
-#define GOPD_ALLOCATOR_HAS_COPY_DATA 0
-#endif
 
 namespace gopd::core {
 namespace {
@@ -27,7 +17,7 @@ class CountingAllocator final : public c10::Allocator {
  public:
   explicit CountingAllocator(c10::Allocator* inner) : inner_(inner) {}
 
-  c10::DataPtr allocate(size_t bytes) GOPD_ALLOCATOR_CONST override {
+  c10::DataPtr allocate(size_t bytes) override {
     auto* block = new Block{inner_->allocate(bytes), bytes, this};
     const int64_t now = current_.fetch_add(int64_t(bytes)) + int64_t(bytes);
     int64_t peak = peak_.load();
@@ -36,11 +26,9 @@ class CountingAllocator final : public c10::Allocator {
     return c10::DataPtr(block->inner.get(), block, &release, block->inner.device());
   }
 
-#if GOPD_ALLOCATOR_HAS_COPY_DATA
   void copy_data(void* destination, const void* source, std::size_t count) const override {
     std::memcpy(destination, source, count);
   }
-#endif
 
   int64_t current() const { return current_.load(); }
   int64_t peak() const { return peak_.load(); }

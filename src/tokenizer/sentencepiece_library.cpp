@@ -1,98 +1,62 @@
-// Loads the sentencepiece module once (dlopen, local and deep-bound; see spm_shim.cpp for
-// why) and forwards SpmProcessor calls to it.
+// SpmProcessor and spm_train over libsentencepiece. (Next to Debian's LibTorch 1.13 this went
+// through a dlopen'ed module, because sentencepiece's bundled protobuf clashed with the
+// system libprotobuf LibTorch loaded; pip's LibTorch carries its own protobuf and the two link
+// together directly.)
 #include "gopd/tokenizer/sentencepiece_library.h"
 
-#include <dlfcn.h>
-#include <unistd.h>
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
 
-#include <climits>
-#include <filesystem>
-#include <mutex>
+#include <algorithm>
+#include <memory>
 
 #include "gopd/core/error.h"
 
 namespace gopd::tokenizer {
 namespace {
 
-struct Module {
-  void* (*load)(const std::string*, bool, std::string*) = nullptr;
-  void (*free)(void*) = nullptr;
-  void (*facts)(const void*, int*) = nullptr;
-  int (*piece_kind)(const void*, int) = nullptr;
-  void (*id_to_piece)(const void*, int, std::string*) = nullptr;
-  int (*piece_to_id)(const void*, const std::string*) = nullptr;
-  bool (*encode)(const void*, const std::string*, std::vector<int>*, std::string*) = nullptr;
-  bool (*decode)(const void*, const std::vector<int>*, std::string*, std::string*) = nullptr;
-  bool (*train)(const std::unordered_map<std::string, std::string>*,
-                const std::vector<std::string>*, unsigned int, std::string*,
-                std::string*) = nullptr;
+using Processor = sentencepiece::SentencePieceProcessor;
+
+const Processor& processor(const void* handle) { return *static_cast<const Processor*>(handle); }
+
+void* load(const std::string& path_or_bytes, bool serialized, std::string* error) {
+  auto processor = std::make_unique<Processor>();
+  const auto status = serialized ? processor->LoadFromSerializedProto(path_or_bytes)
+                                 : processor->Load(path_or_bytes);
+  if (!status.ok()) {
+    *error = status.ToString();
+    return nullptr;
+  }
+  return processor.release();
+}
+
+class SentenceList final : public sentencepiece::SentenceIterator {
+ public:
+  explicit SentenceList(const std::vector<std::string>& sentences) : sentences_(sentences) {}
+  bool done() const override { return index_ >= sentences_.size(); }
+  void Next() override { ++index_; }
+  const std::string& value() const override { return sentences_[index_]; }
+  sentencepiece::util::Status status() const override { return {}; }
+
+ private:
+  const std::vector<std::string>& sentences_;
+  size_t index_ = 0;
 };
-
-// Where the module may be: $GOPD_SPM_MODULE, beside the running executable, then the path
-// the build wrote it to.
-std::vector<std::string> candidate_paths() {
-  std::vector<std::string> paths;
-  if (const char* override_path = std::getenv("GOPD_SPM_MODULE")) paths.push_back(override_path);
-  char self[PATH_MAX];
-  const ssize_t length = ::readlink("/proc/self/exe", self, sizeof self - 1);
-  if (length > 0) {
-    const std::filesystem::path directory =
-        std::filesystem::path(std::string(self, length)).parent_path();
-    paths.push_back((directory / "libgopd_spm.so").string());
-    paths.push_back((directory / "bin" / "libgopd_spm.so").string());
-  }
-#ifdef GOPD_SPM_MODULE_PATH
-  paths.push_back(GOPD_SPM_MODULE_PATH);
-#endif
-  return paths;
-}
-
-template <class Function>
-void bind(void* library, const char* name, Function& function) {
-  function = reinterpret_cast<Function>(::dlsym(library, name));
-  if (function == nullptr) {
-    core::throw_runtime_failure(std::string("sentencepiece module lacks ") + name);
-  }
-}
-
-const Module& module() {
-  static Module loaded;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    void* library = nullptr;
-    std::string tried;
-    for (const std::string& path : candidate_paths()) {
-      if (!std::filesystem::exists(path)) continue;
-      library = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-      if (library != nullptr) break;
-      tried += " " + path + " (" + ::dlerror() + ")";
-    }
-    if (library == nullptr) {
-      core::throw_runtime_failure(
-          "cannot load gopd's sentencepiece module libgopd_spm.so (build it with the gopd "
-          "target, or set GOPD_SPM_MODULE);" +
-          (tried.empty() ? std::string(" not found") : tried));
-    }
-    bind(library, "gopd_spm_load", loaded.load);
-    bind(library, "gopd_spm_free", loaded.free);
-    bind(library, "gopd_spm_facts", loaded.facts);
-    bind(library, "gopd_spm_piece_kind", loaded.piece_kind);
-    bind(library, "gopd_spm_id_to_piece", loaded.id_to_piece);
-    bind(library, "gopd_spm_piece_to_id", loaded.piece_to_id);
-    bind(library, "gopd_spm_encode", loaded.encode);
-    bind(library, "gopd_spm_decode", loaded.decode);
-    bind(library, "gopd_spm_train", loaded.train);
-  });
-  return loaded;
-}
 
 }  // namespace
 
-SpmProcessor::SpmProcessor(void* handle) : handle_(handle) { module().facts(handle_, facts_); }
+SpmProcessor::SpmProcessor(void* handle) : handle_(handle) {
+  const Processor& p = processor(handle_);
+  facts_[0] = p.GetPieceSize();
+  facts_[1] = p.bos_id();
+  facts_[2] = p.eos_id();
+  facts_[3] = p.pad_id();
+  facts_[4] = p.unk_id();
+}
 
 SpmProcessor SpmProcessor::from_file(const std::string& path) {
   std::string error;
-  void* handle = module().load(&path, false, &error);
+  void* handle = load(path, false, &error);
   if (handle == nullptr) {
     core::throw_bad_input(path + ": not a readable sentencepiece model (" + error + ")");
   }
@@ -101,7 +65,7 @@ SpmProcessor SpmProcessor::from_file(const std::string& path) {
 
 SpmProcessor SpmProcessor::from_serialized(const std::string& bytes) {
   std::string error;
-  void* handle = module().load(&bytes, true, &error);
+  void* handle = load(bytes, true, &error);
   if (handle == nullptr) core::throw_runtime_failure("unreadable sentencepiece model: " + error);
   return SpmProcessor(handle);
 }
@@ -113,7 +77,7 @@ SpmProcessor::SpmProcessor(SpmProcessor&& other) noexcept : handle_(other.handle
 
 SpmProcessor& SpmProcessor::operator=(SpmProcessor&& other) noexcept {
   if (this != &other) {
-    if (handle_ != nullptr) module().free(handle_);
+    delete static_cast<Processor*>(handle_);
     handle_ = other.handle_;
     std::copy(std::begin(other.facts_), std::end(other.facts_), facts_);
     other.handle_ = nullptr;
@@ -121,46 +85,38 @@ SpmProcessor& SpmProcessor::operator=(SpmProcessor&& other) noexcept {
   return *this;
 }
 
-SpmProcessor::~SpmProcessor() {
-  if (handle_ != nullptr) module().free(handle_);
-}
+SpmProcessor::~SpmProcessor() { delete static_cast<Processor*>(handle_); }
 
-bool SpmProcessor::is_control(int id) const { return module().piece_kind(handle_, id) == 1; }
-bool SpmProcessor::is_unknown(int id) const { return module().piece_kind(handle_, id) == 2; }
+bool SpmProcessor::is_control(int id) const { return processor(handle_).IsControl(id); }
+bool SpmProcessor::is_unknown(int id) const { return processor(handle_).IsUnknown(id); }
 
-std::string SpmProcessor::id_to_piece(int id) const {
-  std::string piece;
-  module().id_to_piece(handle_, id, &piece);
-  return piece;
-}
+std::string SpmProcessor::id_to_piece(int id) const { return processor(handle_).IdToPiece(id); }
 
 int SpmProcessor::piece_to_id(const std::string& piece) const {
-  return module().piece_to_id(handle_, &piece);
+  return processor(handle_).PieceToId(piece);
 }
 
 std::vector<int> SpmProcessor::encode(const std::string& text) const {
   std::vector<int> ids;
-  std::string error;
-  if (!module().encode(handle_, &text, &ids, &error)) {
-    core::throw_runtime_failure("sentencepiece encode: " + error);
-  }
+  const auto status = processor(handle_).Encode(text, &ids);
+  if (!status.ok()) core::throw_runtime_failure("sentencepiece encode: " + status.ToString());
   return ids;
 }
 
 std::string SpmProcessor::decode(const std::vector<int>& ids) const {
   std::string text;
-  std::string error;
-  if (!module().decode(handle_, &ids, &text, &error)) {
-    core::throw_runtime_failure("sentencepiece decode: " + error);
-  }
+  const auto status = processor(handle_).Decode(ids, &text);
+  if (!status.ok()) core::throw_runtime_failure("sentencepiece decode: " + status.ToString());
   return text;
 }
 
 std::string spm_train(const std::unordered_map<std::string, std::string>& arguments,
                       const std::vector<std::string>& sentences, unsigned int seed) {
+  sentencepiece::SetRandomGeneratorSeed(seed);
+  SentenceList corpus(sentences);
   std::string model;
-  std::string error;
-  if (!module().train(&arguments, &sentences, seed, &model, &error)) core::throw_bad_input(error);
+  const auto status = sentencepiece::SentencePieceTrainer::Train(arguments, &corpus, &model);
+  if (!status.ok()) core::throw_bad_input(status.ToString());
   return model;
 }
 

@@ -19,4 +19,9 @@ void seed_everything(uint64_t seed);
 std::string torch_version();
 bool cuda_available();
 
+// What `gopd --version` reports about the build and the machine, one fact per line:
+// the LibTorch version and whether it has CUDA (and which CUDA runtime), whether gopd's CUDA
+// kernels are compiled in and for which architectures, and the devices visible now.
+std::string build_and_device_report();
+
 }  // namespace gopd::core

@@ -96,6 +96,10 @@ int gopd_logratio_reward(Rows student, Rows teacher, Rows reference, int64_t n, 
                          float* lp_reference /* nullable; ignored without a reference */,
                          void* stream);
 
+// Name and compute capability of CUDA device `index` into `name` (NUL-terminated, at most
+// `size` bytes) and *major / *minor; 0 on success, else the CUDA error code.
+int device_properties(int index, char* name, int size, int* major, int* minor);
+
 // ref_logprobs == nullptr → no reference. d is (N, k + 1) contiguous.
 int gopd_kl_topk_forward(Rows student, int64_t n, int64_t v, const int64_t* teacher_ids,
                          const float* teacher_logprobs, const float* ref_logprobs, int64_t k,

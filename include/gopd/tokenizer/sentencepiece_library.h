@@ -1,6 +1,5 @@
-// sentencepiece, reached through gopd's run-time-loaded module (src/spm_shim/spm_shim.cpp)
-// so that its bundled protobuf never meets LibTorch's. A small mirror of the parts of
-// SentencePieceProcessor and SentencePieceTrainer that gopd uses.
+// sentencepiece behind a small mirror of the parts of SentencePieceProcessor and
+// SentencePieceTrainer that gopd uses, so that callers do not include its headers.
 #pragma once
 
 #include <string>
