@@ -127,27 +127,47 @@ ModelConfig model_config_from_json(const nlohmann::json& json, const std::string
       throw_bad_input(source + ": eos_token_id: expected an integer or a list of integers");
     }
   }
-  if (const auto dtype = json.find("torch_dtype"); dtype != json.end() && dtype->is_string()) {
-    config.torch_dtype = dtype->get<std::string>();
+  // transformers >= 5 writes "dtype" where older versions wrote "torch_dtype".
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (const auto dtype = json.find(key); dtype != json.end() && dtype->is_string()) {
+      config.torch_dtype = dtype->get<std::string>();
+    }
   }
-  if (const auto scaling = json.find("rope_scaling");
-      scaling != json.end() && !scaling->is_null()) {
-    if (!scaling->is_object())
-      throw_bad_input(source + ": rope_scaling: expected an object or null");
-    std::string rope_type = scaling->value("rope_type", scaling->value("type", std::string()));
+  if (const auto layer_types = json.find("layer_types");
+      layer_types != json.end() && layer_types->is_array()) {
+    for (const auto& type : *layer_types) {
+      if (type != "full_attention") {
+        throw_bad_input(source + ": unsupported feature layer_types: " + type.dump() +
+                        " (gopd supports full_attention layers only)");
+      }
+    }
+  }
+  // RoPE: transformers < 5 writes rope_theta and rope_scaling at the top level; transformers
+  // >= 5 writes both into one rope_parameters object ({rope_theta, rope_type, factor, ...}).
+  const auto read_rope_type = [&](const nlohmann::json& scaling, const std::string& key) {
+    if (!scaling.is_object()) throw_bad_input(source + ": " + key + ": expected an object or null");
+    std::string rope_type = scaling.value("rope_type", scaling.value("type", std::string("default")));
     if (rope_type == "default") rope_type = "none";
     if (rope_type != "llama3" && rope_type != "none") {
-      throw_bad_input(source + ": unsupported rope_scaling type \"" + rope_type +
-                      "\" (gopd supports none and llama3)");
+      throw_bad_input(source + ": unsupported " + key + " type \"" + rope_type +
+                      "\" (gopd supports default and llama3)");
     }
     config.rope_scaling.type = rope_type;
     if (rope_type == "llama3") {
-      config.rope_scaling.factor = get_number(*scaling, "factor", 8.0, source);
-      config.rope_scaling.low_freq_factor = get_number(*scaling, "low_freq_factor", 1.0, source);
-      config.rope_scaling.high_freq_factor = get_number(*scaling, "high_freq_factor", 4.0, source);
+      config.rope_scaling.factor = get_number(scaling, "factor", 8.0, source);
+      config.rope_scaling.low_freq_factor = get_number(scaling, "low_freq_factor", 1.0, source);
+      config.rope_scaling.high_freq_factor = get_number(scaling, "high_freq_factor", 4.0, source);
       config.rope_scaling.original_max_position_embeddings =
-          get_int(*scaling, "original_max_position_embeddings", 8192, source);
+          get_int(scaling, "original_max_position_embeddings", 8192, source);
     }
+  };
+  if (const auto parameters = json.find("rope_parameters");
+      parameters != json.end() && !parameters->is_null()) {
+    read_rope_type(*parameters, "rope_parameters");
+    config.rope_theta = get_number(*parameters, "rope_theta", config.rope_theta, source);
+  } else if (const auto scaling = json.find("rope_scaling");
+             scaling != json.end() && !scaling->is_null()) {
+    read_rope_type(*scaling, "rope_scaling");
   }
   config.validate(source);
   return config;
