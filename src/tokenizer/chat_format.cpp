@@ -19,8 +19,8 @@ using core::throw_bad_input;
 // copied from the models' repositories) and render exactly like render_chat under Hugging
 // Face's Jinja environment (trim_blocks, lstrip_blocks); every tag strips the whitespace
 // around it, so they also render the same without those options.
-// scripts/record_chat_reference.py reads them from this file (the R"jinja(...)jinja" literals
-// named k<Format>Template) and records their renders for tests/unit/chat_format_test.cpp.
+// tests/unit/chat_format_test.cpp checks that transformers' apply_chat_template, reading them
+// from a written tokenizer_config.json, renders what render_chat renders.
 // clang-format off
 constexpr const char* kQwen3Template = R"jinja({%- if messages[0]['role'] == 'system' %}
   {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}

@@ -1,15 +1,18 @@
-// Chat formats: render_chat must equal, byte for byte, what Hugging Face's Jinja engine
-// renders — with Qwen3's real chat_template (tests/assets/tokenizer_reference/qwen3_chat.json)
-// and with the templates gopd writes into tokenizer_config.json (gopd_chat_templates.json).
-// Both files are recorded by scripts/record_chat_reference.py; a few exact strings written by
-// hand keep the formats readable here.
+// Chat formats: render_chat must equal, byte for byte, what Hugging Face transformers'
+// apply_chat_template renders — with Qwen3's real chat_template (tests/assets/tokenizers/qwen3)
+// and with the template of every format gopd writes (a `gopd tokenizer train --chat-format F`
+// directory loaded with AutoTokenizer). tests/reference/chat_reference.py renders them live
+// with the venv's transformers; a few exact strings written by hand keep the formats readable.
 #include "gopd/tokenizer/chat_format.h"
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "gopd/core/error.h"
@@ -17,13 +20,40 @@
 namespace gopd::tokenizer {
 namespace {
 
-nlohmann::json read_reference(const std::string& name) {
-  const std::string path =
-      std::string(GOPD_SOURCE_DIR) + "/tests/assets/tokenizer_reference/" + name;
-  std::ifstream input(path);
-  EXPECT_TRUE(input.good()) << "missing " << path << " (run scripts/record_chat_reference.py)";
-  return nlohmann::json::parse(input);
+// transformers' renders, made once per test binary run. Empty when the venv is missing.
+const nlohmann::json& transformers_renders() {
+  static const nlohmann::json renders = [] {
+    const std::string python = GOPD_PYTHON;
+    if (!std::filesystem::exists(python)) return nlohmann::json();
+    const std::filesystem::path out = std::filesystem::temp_directory_path() /
+                                      ("gopd_chat_renders_" + std::to_string(::getpid()) + ".json");
+    std::string formats;
+    for (const std::string& name : chat_format_names())
+      formats += (formats.empty() ? "" : ",") + name;
+    const std::string command = "'" + python +
+                                "' '" GOPD_SOURCE_DIR
+                                "/tests/reference/chat_reference.py' --gopd '" GOPD_BINARY
+                                "' --source '" GOPD_SOURCE_DIR "' --formats " +
+                                formats + " --out '" + out.string() + "'";
+    const int status = std::system(command.c_str());
+    std::ifstream input(out);
+    if (status != 0 || !input) {
+      ADD_FAILURE() << "chat_reference.py failed (status " << status << "): " << command;
+      return nlohmann::json();
+    }
+    nlohmann::json parsed = nlohmann::json::parse(input);
+    std::filesystem::remove(out);
+    return parsed;
+  }();
+  return renders;
 }
+
+// Skips without the venv (scripts/setup.sh makes it); fails when the renders could not be made.
+#define REQUIRE_TRANSFORMERS()                                          \
+  if (!std::filesystem::exists(GOPD_PYTHON)) {                          \
+    GTEST_SKIP() << GOPD_PYTHON << " is missing: run scripts/setup.sh"; \
+  }                                                                     \
+  ASSERT_FALSE(transformers_renders().is_null()) << "chat_reference.py made no renders"
 
 std::vector<ChatMessage> messages_of(const nlohmann::json& case_json) {
   std::vector<ChatMessage> messages;
@@ -46,41 +76,42 @@ void expect_bad_input(Body body, const std::string& fragment) {
   }
 }
 
-TEST(ChatFormat, Qwen3MatchesTheRealTemplate) {
-  const nlohmann::json reference = read_reference("qwen3_chat.json");
+// render_chat(format) against transformers' renders of one template; returns the case count.
+int64_t expect_renders_equal(const nlohmann::json& cases, const std::string& format,
+                             const std::string& label) {
   std::set<std::string> conversations;
   int64_t compared = 0;
-  for (const auto& case_json : reference.at("cases")) {
+  for (const auto& case_json : cases) {
     const std::string name = case_json.at("name");
     const bool add_generation_prompt = case_json.at("add_generation_prompt");
     const bool enable_thinking = case_json.at("enable_thinking");
-    EXPECT_EQ(render_chat(messages_of(case_json), "qwen3", add_generation_prompt, enable_thinking),
+    EXPECT_EQ(render_chat(messages_of(case_json), format, add_generation_prompt, enable_thinking),
               case_json.at("text").get<std::string>())
-        << name << " add_generation_prompt=" << add_generation_prompt
+        << label << ": " << name << " add_generation_prompt=" << add_generation_prompt
         << " enable_thinking=" << enable_thinking;
     conversations.insert(name);
     ++compared;
   }
-  EXPECT_GE(conversations.size(), 8u);
-  EXPECT_EQ(compared, static_cast<int64_t>(4 * conversations.size()));
+  EXPECT_GE(conversations.size(), 14u) << label;
+  EXPECT_EQ(compared, static_cast<int64_t>(4 * conversations.size())) << label;
+  return compared;
 }
 
-TEST(ChatFormat, EveryFormatMatchesItsWrittenTemplate) {
-  const nlohmann::json reference = read_reference("gopd_chat_templates.json");
+TEST(ChatFormat, Qwen3MatchesTransformersOnTheRealTemplate) {
+  REQUIRE_TRANSFORMERS();
+  const nlohmann::json& real = transformers_renders().at("qwen3_real");
+  // Thinking on and off are both among the cases (enable_thinking=false adds the empty block).
+  EXPECT_EQ(expect_renders_equal(real.at("cases"), "qwen3", "Qwen3 real template"), 60);
+}
+
+TEST(ChatFormat, EveryFormatMatchesTransformersOnTheTemplateGopdWrites) {
+  REQUIRE_TRANSFORMERS();
   for (const std::string& format : chat_format_names()) {
-    const auto& recorded = reference.at("formats").at(format);
-    // A stale recording would test a template gopd no longer writes.
-    EXPECT_EQ(chat_template_jinja(format), recorded.at("chat_template").get<std::string>())
-        << format << ": rerun scripts/record_chat_reference.py";
-    EXPECT_GE(recorded.at("cases").size(), 60u) << format;
-    for (const auto& case_json : recorded.at("cases")) {
-      EXPECT_EQ(render_chat(messages_of(case_json), format, case_json.at("add_generation_prompt"),
-                            case_json.at("enable_thinking")),
-                case_json.at("text").get<std::string>())
-          << format << " " << case_json.at("name")
-          << " add_generation_prompt=" << case_json.at("add_generation_prompt")
-          << " enable_thinking=" << case_json.at("enable_thinking");
-    }
+    const nlohmann::json& rendered = transformers_renders().at("formats").at(format);
+    // What transformers read from the written tokenizer_config.json is gopd's template.
+    EXPECT_EQ(rendered.at("chat_template").get<std::string>(), chat_template_jinja(format))
+        << format;
+    expect_renders_equal(rendered.at("cases"), format, "gopd " + format + " template");
   }
 }
 
@@ -144,7 +175,8 @@ TEST(ChatFormat, BadInputsExitTwo) {
 }
 
 TEST(ChatFormat, DetectsTheFormatOfATemplate) {
-  EXPECT_EQ(detect_chat_format(read_reference("qwen3_chat.json").at("chat_template")), "qwen3");
+  std::ifstream config(GOPD_SOURCE_DIR "/tests/assets/tokenizers/qwen3/tokenizer_config.json");
+  EXPECT_EQ(detect_chat_format(nlohmann::json::parse(config).at("chat_template")), "qwen3");
   for (const char* format : {"qwen3", "chatml", "llama3"}) {
     EXPECT_EQ(detect_chat_format(chat_template_jinja(format)), format);
   }

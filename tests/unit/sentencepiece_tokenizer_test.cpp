@@ -317,7 +317,7 @@ TEST_F(SentencePieceTest, LoadTokenizerInfo) {
   fs::create_directories(dir);
   fs::copy_file(chatml_model(), dir / "tokenizer.model", fs::copy_options::overwrite_existing);
   const nlohmann::json qwen3 = nlohmann::json::parse(
-      read_all(fs::path(GOPD_SOURCE_DIR) / "tests/assets/tokenizer_reference/qwen3_chat.json"));
+      read_all(fs::path(GOPD_SOURCE_DIR) / "tests/assets/tokenizers/qwen3/tokenizer_config.json"));
   nlohmann::json config = {{"bos_token", {{"content", "<s>"}, {"lstrip", false}}},
                            {"eos_token", "<|im_end|>"},
                            {"pad_token", nullptr},
