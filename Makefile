@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD_DIR ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test demo rlvr-demo bench format clean
+.PHONY: all setup configure build test demo rlvr-demo bench gpu-bundle format clean
 
 all: build
 
@@ -29,6 +29,10 @@ rlvr-demo: setup build
 
 bench: setup build
 	@bash scripts/bench.sh $(BUILD_DIR)/bin/gopd
+
+# Packs what scripts/gpu_check.sh runs on a GPU machine without network (.gpu_bundle/).
+gpu-bundle: setup build
+	@bash scripts/gpu_check.sh --bundle $(BUILD_DIR)
 
 format:
 	@find include src tests bench kernels -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' \
