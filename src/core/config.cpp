@@ -92,6 +92,8 @@ void GrpoConfig::visit(ConfigVisitor& v) {
   v.field("kl_beta", kl_beta, NumberRule::non_negative());
   v.field("std_normalize", std_normalize);
   v.field("epsilon", epsilon, NumberRule::positive());
+  v.field("clip_ratio_c", clip_ratio_c, NumberRule::non_negative());
+  v.field("importance_cap", importance_cap, NumberRule::at_least(1));
 }
 
 void LensConfig::visit(ConfigVisitor& v) {
@@ -99,7 +101,8 @@ void LensConfig::visit(ConfigVisitor& v) {
   v.field("gamma", gamma, NumberRule::range(0, 1, false, false));
   v.field("score", score, StringRule::one_of({"initial_policy", "reference"}));
   v.field("max_replace", max_replace, NumberRule::non_negative());
-  v.field("weight_scheme", weight_scheme, StringRule::one_of({"crpo", "crpo_sample", "uniform"}));
+  v.field("keep_failure", keep_failure);
+  v.field("weight_scheme", weight_scheme, StringRule::one_of({"crpo", "crpo_literal", "uniform"}));
   v.field("dump_every", dump_every, NumberRule::non_negative());
 }
 
@@ -232,6 +235,16 @@ void Config::validate() const {
     config_issue("rollout.n", "algorithm " + algorithm +
                                   " needs a group of at least 2 rollouts per prompt, got " +
                                   std::to_string(rollout.n));
+  }
+  if (grpo.clip_ratio_c != 0.0 && grpo.clip_ratio_c <= 1.0) {
+    config_issue("grpo.clip_ratio_c", "the dual clip bound must be > 1 (verl's default is 3), or 0 "
+                                      "to turn it off; got " + format_number(grpo.clip_ratio_c));
+  }
+  if (algorithm != "sft" && rollout.temperature <= 0.0) {
+    config_issue("rollout.temperature",
+                 "training samples on policy and scores log-probs at the rollout temperature, which "
+                 "must be > 0 (greedy decoding is for gopd eval / gopd generate); got " +
+                     format_number(rollout.temperature));
   }
   if (gopd.objective == "top_k" && gopd.top_k < 1) {
     config_issue("gopd.top_k", "the top_k objective needs top_k >= 1");

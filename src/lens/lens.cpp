@@ -63,7 +63,7 @@ double success_rate(const std::vector<double>& rewards, double threshold) {
 
 TransferPlan plan_transfer(const std::vector<double>& original_rewards,
                            const std::vector<double>& purified_rewards, double tau, int64_t max_replace,
-                           double success_threshold) {
+                           bool keep_failure, double success_threshold) {
   TransferPlan plan;
   plan.success_before = success_rate(original_rewards, success_threshold);
   plan.low_success = plan.success_before < tau;
@@ -81,6 +81,7 @@ TransferPlan plan_transfer(const std::vector<double>& original_rewards,
   }
   int64_t count = int64_t(std::min(failures.size(), successes.size()));
   if (max_replace > 0) count = std::min(count, max_replace);
+  if (keep_failure) count = std::min(count, int64_t(failures.size()) - 1);
   for (int64_t k = 0; k < count; ++k) plan.replacements.emplace_back(failures[size_t(k)], successes[size_t(k)]);
   return plan;
 }

@@ -52,8 +52,11 @@ torch::Tensor group_advantages(const torch::Tensor& rewards, const torch::Tensor
 }
 
 torch::Tensor k3_kl(const torch::Tensor& logp, const torch::Tensor& reference_logp) {
-  const torch::Tensor delta = reference_logp - logp;
-  return torch::exp(delta) - delta - 1.0;
+  // verl's low_var_kl: the log-ratio clamped at ±20 and the estimate at ±10, so that one token
+  // the policy has all but ruled out cannot dominate the penalty (beyond the clamp it gets no
+  // gradient).
+  const torch::Tensor delta = (reference_logp - logp).clamp(-20.0, 20.0);
+  return (torch::exp(delta) - delta - 1.0).clamp(-10.0, 10.0);
 }
 
 LossOutput grpo_loss(const torch::Tensor& logp, const torch::Tensor& logp_old, const torch::Tensor& advantages,

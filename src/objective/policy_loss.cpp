@@ -92,9 +92,11 @@ torch::Tensor aggregate(const torch::Tensor& values, const torch::Tensor& mask, 
       const torch::Tensor has_tokens = (tokens > 0).to(values.scalar_type());    // (B)
       return (per_sequence * has_tokens).sum() / has_tokens.sum().clamp_min(1.0);
     }
-    case LossAgg::seq_mean_token_sum:
-      // verl divides by every sequence of the batch, empty ones included.
-      return masked.sum() / static_cast<double>(std::max<int64_t>(values.size(0), 1));
+    case LossAgg::seq_mean_token_sum: {
+      // verl (v0.6.1 on) leaves sequences without a token out of the mean, as token_mean does.
+      const torch::Tensor has_tokens = (weight.sum(1) > 0).to(values.scalar_type());  // (B)
+      return masked.sum() / has_tokens.sum().clamp_min(1.0);
+    }
   }
   fail(op, "unknown LossAgg value");
 }
@@ -140,11 +142,14 @@ LossOutput policy_gradient_loss(const torch::Tensor& logp, const torch::Tensor& 
   if (!options.clipped) {
     surrogate = advantage_c * logp;
   } else {
+    // verl clamps the log-ratio at ±20 so that exp cannot overflow.
     const torch::Tensor log_ratio =
-        (logp - logp_old.detach().to(dtype)).masked_fill(padding, 0.0);  // (B, T)
+        (logp - logp_old.detach().to(dtype)).clamp(-20.0, 20.0).masked_fill(padding, 0.0);  // (B, T)
     const torch::Tensor ratio = log_ratio.exp();                         // (B, T)
     torch::Tensor clipped_ratio;                                         // (B, T) constant
     torch::Tensor clip_active;                                           // (B, T) bool
+    torch::Tensor dual_active;                                           // (B, T) bool
+    const bool dual = options.clip_ratio_c > 1.0;
     {
       torch::NoGradGuard no_grad;
       clipped_ratio = ratio.detach().clamp(1.0 - options.clip_low, 1.0 + options.clip_high);
@@ -152,11 +157,17 @@ LossOutput policy_gradient_loss(const torch::Tensor& logp, const torch::Tensor& 
       // the token is constant (clip(ρ) sits at a bound), so select it with `where`: the
       // unclipped branch, tie included, carries the gradient.
       clip_active = (clipped_ratio * advantage_c < ratio.detach() * advantage_c) & valid;
+      // Dual clip: for A < 0, max(min(ρA, clip(ρ)A), c·A) is the constant c·A where ρ > c.
+      dual_active = dual ? (advantage_c < 0) & (ratio.detach() > options.clip_ratio_c) & valid
+                         : torch::zeros_like(clip_active);
     }
     surrogate = torch::where(clip_active, clipped_ratio * advantage_c, ratio * advantage_c);
+    if (dual) surrogate = torch::where(dual_active, options.clip_ratio_c * advantage_c, surrogate);
     torch::NoGradGuard no_grad;
     out.metrics["actor/clip_fraction"] =
         aggregate(clip_active.to(dtype), mask, LossAgg::token_mean);
+    out.metrics["actor/dual_clip_fraction"] =
+        aggregate(dual_active.to(dtype), mask, LossAgg::token_mean);
     out.metrics["actor/ratio_mean"] = aggregate(ratio.detach(), mask, LossAgg::token_mean);
   }
   const torch::Tensor per_token = weights_c.defined() ? -(weights_c * surrogate) : -surrogate;

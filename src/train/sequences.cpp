@@ -56,6 +56,7 @@ int64_t apply_transfer(RlvrRows& rows, int64_t group, int64_t n, const lens::Tra
     rows.roll_prompt[row] = purified.prompt;
     rows.reward[row] = purified.reward[size_t(source)];
     rows.correct[row] = purified.correct[size_t(source)];
+    rows.rollout_logprobs[row] = purified.rollout_logprobs[size_t(source)];
   }
   for (int64_t i = 0; i < n; ++i) rows.log_weight[size_t(group * n + i)] = std::log(weights[size_t(i)]);
   return int64_t(plan.replacements.size());
@@ -67,6 +68,21 @@ TrainingSequences training_sequences(const RlvrRows& rows, int64_t pad) {
 
 TrainingSequences rollout_sequences(const RlvrRows& rows, int64_t pad) {
   return pair_sequences(rows.roll_prompt, rows.response, pad);
+}
+
+torch::Tensor rollout_logprobs(const RlvrRows& rows, int64_t length) {
+  torch::Tensor out = torch::zeros({int64_t(rows.rollout_logprobs.size()), length}, torch::kFloat);  // (B, T)
+  auto values = out.accessor<float, 2>();
+  for (size_t r = 0; r < rows.rollout_logprobs.size(); ++r) {
+    const std::vector<float>& row = rows.rollout_logprobs[r];
+    if (int64_t(row.size()) > length) throw std::invalid_argument("rollout_logprobs: a response is longer than length");
+    for (size_t t = 0; t < row.size(); ++t) values[int64_t(r)][int64_t(t)] = row[t];
+  }
+  return out;
+}
+
+torch::Tensor calibration_weights(const RlvrRows& rows) {
+  return (-torch::tensor(rows.log_weight, torch::kDouble)).exp().to(torch::kFloat);  // (B)
 }
 
 torch::Tensor calibrated_old_logprobs(const torch::Tensor& old_logprobs, const RlvrRows& rows) {

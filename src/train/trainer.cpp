@@ -157,6 +157,13 @@ std::vector<int64_t> response_tokens(const rollout::RolloutBatch& batch, int64_t
   return std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + length);
 }
 
+// The sampler's log-probs of the response tokens of row `row` (no padding).
+std::vector<float> response_logprobs_of(const rollout::RolloutBatch& batch, int64_t row) {
+  const int64_t length = batch.response_mask[row].sum().item<int64_t>();
+  const torch::Tensor values = batch.response_logprobs[row].narrow(0, 0, length).to(torch::kFloat).contiguous();
+  return std::vector<float>(values.data_ptr<float>(), values.data_ptr<float>() + length);
+}
+
 // The decoded text of response `row` of a rollout (special tokens dropped).
 std::string response_text(const rollout::RolloutBatch& batch, int64_t row,
                           const tokenizer::Tokenizer& tokenizer) {
@@ -175,6 +182,85 @@ class MetricAccumulator {
 
  private:
   std::map<std::string, double> sums_;
+};
+
+// Truncated importance weights over the whole batch (micro-batch averages would give neither
+// the batch mean nor its maximum): "actor/importance_weight_mean" and "_max" over the response
+// tokens of every pass, which see the same weights when π_old is fixed.
+class ImportanceWeightStats {
+ public:
+  void add(const torch::Tensor& weights, const torch::Tensor& mask) {  // (b, T) each
+    const torch::Tensor valid = mask > 0;
+    sum_ += (weights * valid).sum().item<double>();
+    tokens_ += valid.sum().item<double>();
+    if (valid.any().item<bool>()) max_ = std::max(max_, weights.masked_select(valid).max().item<double>());
+  }
+  void put(nlohmann::json& line) const {
+    if (tokens_ == 0) return;
+    line["actor/importance_weight_mean"] = sum_ / tokens_;
+    line["actor/importance_weight_max"] = max_;
+  }
+
+ private:
+  double sum_ = 0;
+  double tokens_ = 0;
+  double max_ = 0;
+};
+
+// The sampled-token G-OPD statistics over the whole batch, from the first pass over each row
+// (at θ = θ_old; micro-batch averages would give neither the batch std nor its maximum):
+// "gopd/advantage_mean", "gopd/advantage_std", "gopd/reverse_kl_estimate" (log π_old − log π_T),
+// "gopd/reward_mean" and the truncated importance weights. The reward is λ·(log π_T − log π_ref)
+// on rows whose teacher has a reference of its own, and log π_T − log π_old on rows of a λ = 1
+// teacher, whose reference is skipped (the teacher stands in for it, which would read as 0).
+class DistillBatchStats {
+ public:
+  explicit DistillBatchStats(int64_t rows) : seen_(size_t(rows), false) {}
+
+  void add(int64_t begin, int64_t end, const objective::GopdTokenLogprobs& logprobs,
+           const torch::Tensor& lambda,        // (b) fp32
+           const torch::Tensor& rollout,       // (b, T) the sampler's log-probs
+           const torch::Tensor& own_reference, // (b) bool
+           const torch::Tensor& mask, double cap) {
+    if (seen_[size_t(begin)]) return;
+    for (int64_t r = begin; r < end; ++r) seen_[size_t(r)] = true;
+    torch::NoGradGuard no_grad;
+    const torch::Tensor valid = (mask > 0).to(torch::kDouble);                            // (b, T)
+    const torch::Tensor teacher = logprobs.teacher.to(torch::kDouble).masked_fill(mask == 0, 0.0);
+    const torch::Tensor old = logprobs.old.to(torch::kDouble).masked_fill(mask == 0, 0.0);
+    const torch::Tensor advantage = objective::gopd_advantage(logprobs, lambda, mask).to(torch::kDouble);
+    advantage_sum_ += (advantage * valid).sum().item<double>();
+    advantage_square_sum_ += (advantage.square() * valid).sum().item<double>();
+    kl_sum_ += ((old - teacher) * valid).sum().item<double>();
+    torch::Tensor reward = teacher - old;  // (b, T)
+    if (logprobs.reference.defined()) {
+      const torch::Tensor reference = logprobs.reference.to(torch::kDouble).masked_fill(mask == 0, 0.0);
+      const torch::Tensor lam = lambda.to(torch::kDouble).unsqueeze(1);
+      reward = torch::where(own_reference.unsqueeze(1), lam * (teacher - reference), reward);
+    }
+    reward_sum_ += (reward * valid).sum().item<double>();
+    tokens_ += valid.sum().item<double>();
+    importance_.add(objective::truncated_importance_weights(logprobs.old, rollout, cap), mask);
+  }
+
+  void put(nlohmann::json& line) const {
+    if (tokens_ == 0) return;
+    const double mean = advantage_sum_ / tokens_;
+    line["gopd/advantage_mean"] = mean;
+    line["gopd/advantage_std"] = std::sqrt(std::max(0.0, advantage_square_sum_ / tokens_ - mean * mean));
+    line["gopd/reverse_kl_estimate"] = kl_sum_ / tokens_;
+    line["gopd/reward_mean"] = reward_sum_ / tokens_;
+    importance_.put(line);
+  }
+
+ private:
+  std::vector<bool> seen_;
+  double advantage_sum_ = 0;
+  double advantage_square_sum_ = 0;
+  double kl_sum_ = 0;
+  double reward_sum_ = 0;
+  double tokens_ = 0;
+  ImportanceWeightStats importance_;
 };
 
 struct Models {
@@ -630,6 +716,11 @@ void Trainer::distillation_step(int64_t step, const std::vector<data::Record>& b
 
   double entropy_sum = 0;
   double update_scoring_seconds = 0;
+  DistillBatchStats batch_stats(rows);
+  torch::Tensor own_reference = torch::zeros({rows}, torch::kBool);  // (B)
+  for (int64_t r = 0; r < rows; ++r) {
+    own_reference[r] = !models_.teacher_reference.at(scored.row_teacher[size_t(r)]).empty();
+  }
   const MicroBatchLoss loss_of = [&](int64_t begin, int64_t end) {
     const torch::Tensor part_targets = targets.slice(0, begin, end);
     const torch::Tensor part_mask = mask.slice(0, begin, end);
@@ -648,6 +739,8 @@ void Trainer::distillation_step(int64_t step, const std::vector<data::Record>& b
       const torch::Tensor lambda = torch::tensor(
           std::vector<double>(scored.row_lambda.begin() + begin, scored.row_lambda.begin() + end), torch::kFloat);
       entropy_sum += (student.entropy.detach() * part_mask).sum().item<double>();
+      batch_stats.add(begin, end, logprobs, lambda, scored.rollout_logprobs.slice(0, begin, end),
+                      own_reference.slice(0, begin, end), part_mask, config_.gopd.importance_cap);
       return objective::gopd_sampled_token_loss(student.logprobs, logprobs, lambda,
                                                 scored.rollout_logprobs.slice(0, begin, end), part_mask,
                                                 options);
@@ -682,6 +775,7 @@ void Trainer::distillation_step(int64_t step, const std::vector<data::Record>& b
   };
   const auto update_start = Clock::now();
   update(step, mask, epochs, mini_batches, loss_of, line);
+  batch_stats.put(line);
   scoring_seconds += update_scoring_seconds;
   const double update_seconds = seconds_since(update_start) - update_scoring_seconds;
 
@@ -785,6 +879,7 @@ void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohma
     const int64_t group = rollout_batch.group_ids[r].item<int64_t>();
     rows.prompt.push_back(prompts[size_t(group)]);
     rows.response.push_back(response_tokens(rollout_batch, r));
+    rows.rollout_logprobs.push_back(response_logprobs_of(rollout_batch, r));
     jobs.push_back({&train_specs_[indices[size_t(group)]], tokenizer_.tokenizer->decode(rows.response.back(), true)});
   }
   rows.roll_prompt = rows.prompt;
@@ -796,9 +891,12 @@ void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohma
   const bool several_updates = epochs * mini_batches > 1;
   const int64_t pad = std::max<int64_t>(tokenizer_.info.pad_id, 0);
   TrainingSequences sequences = training_sequences(rows, pad);
-  torch::Tensor reference;  // log π_ref(y_t), with a KL penalty
-  torch::Tensor old;        // log π_old(y_t | x_roll) + log w̃; undefined = the update's own forward
-  torch::Tensor sample_weights;  // lens.weight_scheme crpo_sample: w̃ per token, outside the ratio
+  torch::Tensor reference;  // (B, T) log π_ref(y_t), with a KL penalty
+  // (B, T) log π_old(y_t | x): the proximal policy of the clip; undefined = the update's own
+  // forward (one update: θ = θ_old). crpo_literal: log π_old(y_t | x_roll) + log w̃.
+  torch::Tensor old;
+  torch::Tensor old_train;   // (B, T) crpo_literal: log π_old(y_t | x_roll), for the importance weights
+  torch::Tensor row_weight;  // (B) crpo: 1/w̃ of each row (lens.h); undefined = 1
   auto scoring_start = Clock::now();
   if (!kl_reference_.empty()) reference = response_logprobs(models_.references.at(kl_reference_), sequences);
   if (several_updates) old = response_logprobs(models_.student, sequences);
@@ -824,16 +922,18 @@ void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohma
     const auto lens_start = Clock::now();
     const int64_t transferred = lens_transfer(step, indices, prompts, rows, line);
     if (transferred > 0) {
-      // The rebuilt batch: transferred responses conditioned on the original prompt; π_old of
-      // every row under the prompt it was sampled from, times w̃.
+      // The rebuilt batch: transferred responses conditioned on the original prompt x.
       sequences = training_sequences(rows, pad);
       if (!kl_reference_.empty()) reference = response_logprobs(models_.references.at(kl_reference_), sequences);
-      old = response_logprobs(models_.student, rollout_sequences(rows, pad));
-      if (config_.lens.weight_scheme == "crpo_sample") {
-        // w̃ as a per-sample weight outside the clipped ratio π_θ(y | x) / π_old(y | x_roll).
-        sample_weights = torch::tensor(rows.log_weight, torch::kFloat).exp().unsqueeze(1).expand_as(old).contiguous();
+      if (config_.lens.weight_scheme == "crpo_literal") {
+        // ρ = π_θ(y | x) / (w̃ · π_old(y | x_roll)) inside the clip, as written.
+        old_train = response_logprobs(models_.student, rollout_sequences(rows, pad));
+        old = calibrated_old_logprobs(old_train, rows);
       } else {
-        old = calibrated_old_logprobs(old, rows);
+        // The clip on π_θ(y | x) / π_old(y | x); the behaviour correction against the
+        // sampler's log-probs under x_roll and 1/w̃ multiply from outside (lens.h).
+        old = several_updates ? response_logprobs(models_.student, sequences) : torch::Tensor();
+        if (config_.lens.weight_scheme == "crpo") row_weight = calibration_weights(rows);
       }
     }
     line["perf/lens_s"] = seconds_since(lens_start);
@@ -850,14 +950,17 @@ void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohma
 
   const torch::Tensor& targets = sequences.targets;
   const torch::Tensor& mask = sequences.mask;
+  const torch::Tensor sampler = train::rollout_logprobs(rows, targets.size(1));  // (B, T)
   const double total_tokens = std::max(1.0, mask.sum().item<double>());
   objective::GrpoLossOptions options;
   options.policy.agg = agg_;
   options.policy.clip_low = config_.grpo.clip_low;
   options.policy.clip_high = config_.grpo.clip_high;
+  options.policy.clip_ratio_c = config_.grpo.clip_ratio_c;
   options.policy.clipped = true;  // at ρ = 1 the same gradient as the plain form
   options.kl_beta = config_.grpo.kl_beta;
   double entropy_sum = 0;
+  ImportanceWeightStats importance;
   const MicroBatchLoss loss_of = [&](int64_t begin, int64_t end) {
     const kernels::TokenLogprobs student =
         kernels::token_logprobs(logits(models_.student, sequences, begin, end), targets.slice(0, begin, end),
@@ -865,13 +968,21 @@ void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohma
     const torch::Tensor part_mask = mask.slice(0, begin, end);
     entropy_sum += (student.entropy.detach() * part_mask).sum().item<double>();
     const torch::Tensor part_old = old.defined() ? old.slice(0, begin, end) : student.logprobs.detach();
-    return objective::grpo_loss(student.logprobs, part_old, advantages.slice(0, begin, end),
-                                sample_weights.defined() ? sample_weights.slice(0, begin, end) : torch::Tensor(),
+    // w_t = min(exp(log π_old_train − log π_rollout), C): the sampler/trainer correction of the
+    // distillation path, which for a transferred row also corrects for x_roll ≠ x.
+    const torch::Tensor part_train = old_train.defined() ? old_train.slice(0, begin, end) : part_old;
+    torch::Tensor weights = objective::truncated_importance_weights(part_train, sampler.slice(0, begin, end),
+                                                                    config_.grpo.importance_cap);  // (b, T)
+    importance.add(weights, part_mask);
+    if (row_weight.defined()) weights = weights * row_weight.slice(0, begin, end).unsqueeze(1);
+    return objective::grpo_loss(student.logprobs, part_old, advantages.slice(0, begin, end), weights,
                                 reference.defined() ? reference.slice(0, begin, end) : torch::Tensor(), part_mask,
                                 options);
   };
   const auto update_start = Clock::now();
   update(step, mask, epochs, mini_batches, loss_of, line);
+  importance.put(line);
+  if (row_weight.defined()) line["lens/row_weight_mean"] = row_weight.mean().item<double>();
   const double update_seconds = seconds_since(update_start);
 
   put_rollout_metrics(rollout_batch, rollout_seconds, entropy_sum, total_tokens * double(epochs), line);
@@ -940,9 +1051,11 @@ int64_t Trainer::lens_transfer(int64_t step, const std::vector<size_t>& indices,
              config_.rollout.max_new_tokens);
   std::vector<reward::RewardJob> jobs;
   std::vector<std::vector<int64_t>> purified_responses;
+  std::vector<std::vector<float>> purified_logprobs;
   for (int64_t r = 0; r < purified * n; ++r) {
     const int64_t k = purified_batch.group_ids[r].item<int64_t>();
     purified_responses.push_back(response_tokens(purified_batch, r));
+    purified_logprobs.push_back(response_logprobs_of(purified_batch, r));
     jobs.push_back({&train_specs_[indices[size_t(purified_groups[size_t(k)])]],
                     tokenizer_.tokenizer->decode(purified_responses.back(), true)});
   }
@@ -952,6 +1065,8 @@ int64_t Trainer::lens_transfer(int64_t step, const std::vector<size_t>& indices,
   // 4. Transfer, and the CRPO weights of the rebuilt groups.
   int64_t transferred = 0;
   int64_t helped = 0;
+  int64_t rebuilt_groups = 0;
+  int64_t all_correct = 0;  // rebuilt groups left without a failure: all their advantages are 0
   double before_sum = 0;
   double after_sum = 0;
   const bool dump = lens.dump_every > 0 && (step + 1) % lens.dump_every == 0;
@@ -960,7 +1075,8 @@ int64_t Trainer::lens_transfer(int64_t step, const std::vector<size_t>& indices,
     const int64_t g = purified_groups[size_t(k)];
     const std::vector<double> original = group_values(rows.correct, g);
     const lens::TransferPlan plan =
-        lens::plan_transfer(original, group_values(purified_correct, k), lens.tau, lens.max_replace);
+        lens::plan_transfer(original, group_values(purified_correct, k), lens.tau, lens.max_replace,
+                            lens.keep_failure);
     before_sum += plan.success_before;
     after_sum += plan.success_after;
     helped += plan.helped ? 1 : 0;
@@ -971,9 +1087,13 @@ int64_t Trainer::lens_transfer(int64_t step, const std::vector<size_t>& indices,
         group.responses.push_back(purified_responses[size_t(i)]);
         group.reward.push_back(results[size_t(i)].reward);
         group.correct.push_back(results[size_t(i)].correct);
+        group.rollout_logprobs.push_back(purified_logprobs[size_t(i)]);
       }
       transferred += apply_transfer(rows, g, n, plan,
                                     lens::crpo_weights(original, plan, lens.weight_scheme == "uniform"), group);
+      const std::vector<double> rebuilt = group_values(rows.correct, g);
+      if (std::all_of(rebuilt.begin(), rebuilt.end(), [](double c) { return c >= 1.0; })) ++all_correct;
+      ++rebuilt_groups;
     }
     if (dump) {
       const data::Record& record = train_records_[indices[size_t(g)]];
@@ -1007,6 +1127,8 @@ int64_t Trainer::lens_transfer(int64_t step, const std::vector<size_t>& indices,
   line["lens/success_after"] = after_sum / double(purified);
   line["lens/helped_fraction"] = double(helped) / double(purified);
   line["lens/transferred"] = transferred;
+  line["lens/rebuilt_groups"] = rebuilt_groups;
+  line["lens/all_correct_rebuilt_groups"] = all_correct;
   line["lens/purified_rollout_tokens"] = purified_batch.generated_tokens;
   return transferred;
 }
@@ -1038,14 +1160,20 @@ void Trainer::update(int64_t step, const torch::Tensor& mask, int64_t epochs, in
       // Mini-batch `part`: a contiguous slice of the rows (the rows of one prompt stay together).
       const int64_t first = rows * part / mini_batches;
       const int64_t last = rows * (part + 1) / mini_batches;
-      const double part_tokens = std::max(1.0, mask.slice(0, first, last).sum().item<double>());
+      // Each micro-batch's loss is weighted by its share of what the mini-batch's loss averages
+      // over (tokens, or sequences with at least one token), so that accumulation gives the
+      // loss of the whole mini-batch in one piece.
+      const bool by_tokens = agg_ == objective::LossAgg::token_mean;
+      const auto units = [&](int64_t begin, int64_t end) {
+        const torch::Tensor part = mask.slice(0, begin, end);
+        return by_tokens ? part.sum().item<double>() : (part.sum(1) > 0).sum().item<double>();
+      };
+      const double part_units = std::max(1.0, units(first, last));
       optimizer_->zero_grad();
       double loss = 0;
       for (int64_t begin = first; begin < last; begin += micro) {
         const int64_t end = std::min(last, begin + micro);
-        const double share = agg_ == objective::LossAgg::token_mean
-                                 ? mask.slice(0, begin, end).sum().item<double>() / part_tokens
-                                 : double(end - begin) / double(last - first);
+        const double share = units(begin, end) / part_units;
         const objective::LossOutput output = loss_of(begin, end);
         (output.loss * share).backward();
         loss += share * output.loss.item<double>();

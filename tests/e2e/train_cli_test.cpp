@@ -218,6 +218,53 @@ TEST_F(TrainCli, ResumeIsBitIdenticalToAStraightRun) {
   EXPECT_FALSE(fs::exists(kDir / "runs/bad-resume"));
 }
 
+// Gradient accumulation: micro-batches of 3 rows (8 rows: 3 + 3 + 2, ragged) give the update of
+// one micro-batch of all 8, for every loss aggregation — the same loss, and the same weights
+// after the step (read through their log-probs on the training data, fp32).
+TEST_F(TrainCli, MicroBatchedUpdateEqualsOneBigBatchForEveryAggregation) {
+  std::ofstream(kDir / "texts.jsonl") << "{\"text\": \"Begin with 3. Add 4. What is the result?\"}\n"
+                                         "{\"text\": \"12 + 7 = 19. 19 * 3 = 57. The answer is 57.\"}\n";
+  for (const std::string agg : {"token_mean", "seq_mean_token_mean", "seq_mean_token_sum"}) {
+    std::vector<std::vector<double>> logprobs;
+    std::vector<double> losses;
+    std::vector<double> grad_norms;
+    for (const int micro : {8, 3}) {
+      const std::string name = "accumulate-" + agg + "-" + std::to_string(micro);
+      std::string err;
+      ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set train.max_steps=1 --set run.name=" + name +
+                        " --set train.loss_agg=" + agg + " --set optim.micro_batch_size=" + std::to_string(micro),
+                    &err),
+                0)
+          << err;
+      const auto lines = read_jsonl(kDir / "runs" / name / "metrics.jsonl");
+      ASSERT_EQ(lines.size(), 1u);
+      losses.push_back(lines[0]["loss/policy"].get<double>());
+      grad_norms.push_back(lines[0]["optim/grad_norm"].get<double>());
+      const fs::path out = kDir / (name + "-logprobs.jsonl");
+      ASSERT_EQ(run("logprobs --model '" + (kDir / "runs" / name / "checkpoints/step_1").string() + "' --input '" +
+                        (kDir / "texts.jsonl").string() + "' --output '" + out.string() + "'",
+                    &err),
+                0)
+          << err;
+      std::vector<double> values;
+      for (const auto& line : read_jsonl(out)) {
+        for (const auto& value : line["logprobs"]) {
+          if (!value.is_null()) values.push_back(value.get<double>());
+        }
+      }
+      logprobs.push_back(values);
+    }
+    EXPECT_NEAR(losses[0], losses[1], 1e-5 * std::max(1.0, std::abs(losses[0]))) << agg;
+    EXPECT_NEAR(grad_norms[0], grad_norms[1], 1e-5 * grad_norms[0]) << agg;
+    EXPECT_GT(grad_norms[0], 0.0) << agg;
+    ASSERT_EQ(logprobs[0].size(), logprobs[1].size());
+    ASSERT_FALSE(logprobs[0].empty());
+    double largest = 0;
+    for (size_t i = 0; i < logprobs[0].size(); ++i) largest = std::max(largest, std::abs(logprobs[0][i] - logprobs[1][i]));
+    EXPECT_LT(largest, 1e-4) << agg;
+  }
+}
+
 TEST_F(TrainCli, PpoEpochsAndMiniBatchesMakeSeveralClippedUpdates) {
   std::string err;
   ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() +

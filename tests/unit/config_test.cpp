@@ -186,6 +186,22 @@ TEST(Config, BrokenConfigsGiveExactMessages) {
        {},
        "x.yaml:9:6: rollout.n: algorithm grpo needs a group of at least 2 rollouts per prompt, "
        "got 1"},
+      {"greedy training",
+       base("grpo") + "rollout:\n  n: 4\n  temperature: 0\n",
+       {},
+       "x.yaml:10:16: rollout.temperature: training samples on policy and scores log-probs at "
+       "the rollout temperature, which must be > 0 (greedy decoding is for gopd eval / gopd "
+       "generate); got 0"},
+      {"dual clip bound",
+       base("grpo") + "rollout:\n  n: 4\ngrpo:\n  clip_ratio_c: 0.5\n",
+       {},
+       "x.yaml:11:17: grpo.clip_ratio_c: the dual clip bound must be > 1 (verl's default is 3), "
+       "or 0 to turn it off; got 0.5"},
+      {"removed weight scheme",
+       base("lens") + "rollout:\n  n: 4\nlens:\n  weight_scheme: crpo_sample\n",
+       {},
+       "x.yaml:11:18: lens.weight_scheme: expected one of crpo, crpo_literal, uniform, got "
+       "\"crpo_sample\" (did you mean crpo?)"},
       {"no teacher",
        "student:\n  path: s\ndata:\n  train_file: t.jsonl\n",
        {},

@@ -99,6 +99,54 @@ TEST(GrpoLoss, K3KlPenalty) {
                std::invalid_argument);
 }
 
+TEST(GrpoLoss, K3OverSeveralTokensWithVerlsClamps) {
+  // Three tokens of one row: δ = lr − lp = 1 (k3 = e − 2, d/dlp = 1 − e), δ = 30 (clamped to 20,
+  // then the estimate at 10: no gradient), δ = −0.5 (k3 = e^−0.5 − 0.5, d/dlp = 1 − e^−0.5);
+  // a padded fourth token holds garbage.
+  const torch::Tensor logp = torch::tensor({{-2.0, -40.0, -1.0, 0.0}}).to(torch::kFloat).requires_grad_(true);
+  const torch::Tensor reference = torch::tensor({{-1.0, -10.0, -1.5, 1e30}}).to(torch::kFloat);
+  const torch::Tensor mask = torch::tensor({{1.0, 1.0, 1.0, 0.0}});
+  GrpoLossOptions options;
+  options.kl_beta = 1.0;
+  options.policy.agg = LossAgg::token_mean;
+  const LossOutput out = grpo_loss(logp, logp.detach(), torch::zeros({1}), torch::Tensor(), reference, mask, options);
+  const double k3_1 = std::exp(1.0) - 2.0;
+  const double k3_3 = std::exp(-0.5) - 0.5;
+  EXPECT_NEAR(out.metrics.at("actor/kl").item<double>(), (k3_1 + 10.0 + k3_3) / 3.0, 1e-5);
+  EXPECT_NEAR(out.loss.item<double>(), (k3_1 + 10.0 + k3_3) / 3.0, 1e-5);
+  out.loss.backward();
+  EXPECT_NEAR(logp.grad()[0][0].item<double>(), (1.0 - std::exp(1.0)) / 3.0, 1e-6);
+  EXPECT_EQ(logp.grad()[0][1].item<double>(), 0.0);
+  EXPECT_NEAR(logp.grad()[0][2].item<double>(), (1.0 - std::exp(-0.5)) / 3.0, 1e-6);
+  EXPECT_EQ(logp.grad()[0][3].item<double>(), 0.0);
+}
+
+TEST(GrpoLoss, WeightedPaddedMultiTokenRows) {
+  // Two rows of a group (A = ±1/√2·…): row 0 has 3 tokens with importance weights 1, 2, 0.5;
+  // row 1 has 1 token and 2 padded positions holding garbage. token_mean over 4 tokens at ρ = 1:
+  // d loss / d lp_t = −w_t · A_row / 4.
+  const torch::Tensor logp = torch::tensor({{-1.0, -2.0, -0.5}, {-1.0, double(NAN), -double(INFINITY)}}).to(torch::kFloat).requires_grad_(true);
+  const torch::Tensor old = torch::tensor({{-1.0, -2.0, -0.5}, {-1.0, 0.0, 0.0}}).to(torch::kFloat);
+  const torch::Tensor weights = torch::tensor({{1.0, 2.0, 0.5}, {1.0, double(NAN), 7.0}}).to(torch::kFloat);
+  const torch::Tensor mask = torch::tensor({{1.0, 1.0, 1.0}, {1.0, 0.0, 0.0}});
+  const torch::Tensor advantages =
+      group_advantages(torch::tensor({1.0, 0.0}), torch::zeros({2}, torch::kLong), GroupAdvantageOptions{});
+  GrpoLossOptions options;
+  options.policy.clipped = true;
+  const LossOutput out = grpo_loss(logp, old, advantages, weights, torch::Tensor(), mask, options);
+  ASSERT_TRUE(std::isfinite(out.loss.item<double>()));
+  out.loss.backward();
+  const double a = advantages[0].item<double>();
+  EXPECT_GT(a, 0.0);
+  EXPECT_NEAR(advantages[1].item<double>(), -a, 1e-6);
+  const std::vector<double> w = {1.0, 2.0, 0.5};
+  for (int64_t t = 0; t < 3; ++t) EXPECT_NEAR(logp.grad()[0][t].item<double>(), -w[size_t(t)] * a / 4.0, 1e-6) << t;
+  EXPECT_NEAR(logp.grad()[1][0].item<double>(), a / 4.0, 1e-6);
+  EXPECT_EQ(logp.grad()[1][1].item<double>(), 0.0);
+  EXPECT_EQ(logp.grad()[1][2].item<double>(), 0.0);
+  EXPECT_NEAR(out.metrics.at("actor/importance_weight_max").item<double>(), 2.0, 1e-6);
+}
+
 TEST(GrpoMetrics, GroupOutcomes) {
   const torch::Tensor rewards = torch::tensor({1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0});
   const torch::Tensor groups = torch::tensor({0, 0, 1, 1, 2, 2, 3, 3}, torch::kLong);

@@ -115,12 +115,12 @@ TEST(Aggregate, AllModesOnRaggedBatch) {
         << loss_agg_name(agg);
   }
 
-  // An empty sequence: excluded from seq_mean_token_mean, counted by seq_mean_token_sum.
+  // An empty sequence: excluded from both sequence means (verl v0.6.1 on).
   const torch::Tensor values3 = torch::cat({values, rows({{7, 8, 9}})});  // (3, 3)
   const torch::Tensor mask3 = torch::cat({mask, rows({{0, 0, 0}})});      // (3, 3)
   EXPECT_DOUBLE_EQ(item(aggregate(values3, mask3, LossAgg::token_mean)), 2.5);
   EXPECT_DOUBLE_EQ(item(aggregate(values3, mask3, LossAgg::seq_mean_token_mean)), 3.0);
-  EXPECT_FLOAT_EQ(item(aggregate(values3, mask3, LossAgg::seq_mean_token_sum)), 10.0 / 3.0);
+  EXPECT_FLOAT_EQ(item(aggregate(values3, mask3, LossAgg::seq_mean_token_sum)), 10.0 / 2.0);
 
   // No response token at all: 0, not NaN.
   for (LossAgg agg : kAggs) {
@@ -287,7 +287,7 @@ torch::Tensor composite_agg(const torch::Tensor& per_token, const torch::Tensor&
                             LossAgg agg) {
   const torch::Tensor m = mask.to(per_token.scalar_type());
   if (agg == LossAgg::token_mean) return (per_token * m).sum() / m.sum();
-  return (per_token * m).sum() / static_cast<double>(per_token.size(0));
+  return (per_token * m).sum() / (m.sum(1) > 0).sum().to(per_token.scalar_type());
 }
 
 TEST(GopdFullVocabLoss, FusedReferenceAndCompositeAgree) {
@@ -333,6 +333,42 @@ TEST(GopdFullVocabLoss, FusedReferenceAndCompositeAgree) {
   EXPECT_THROW(gopd_full_vocab_loss(student0, teacher, torch::Tensor(), 1.25, 1.0, mask,
                                     LossAgg::token_mean, kernels::Impl::fused),
                std::invalid_argument);
+}
+
+// The sampled-token and full-vocabulary objectives are one objective: the expected
+// sampled-token gradient over the student's own distribution, Σ_v π(v)·A(v)·∇log π(v), is
+// −∇KL(π ‖ q) with q ∝ π_T^λ·π_ref^(1−λ) — which ties λ's place in the advantage and the
+// temperature handling (every log-prob at T) of both paths together. At λ = 1.25, T = 0.7.
+TEST(GopdSampledToken, ExpectedGradientIsTheFullVocabularyKlGradient) {
+  torch::manual_seed(7);
+  const int64_t vocab = 13;
+  const double lambda = 1.25;
+  const double temperature = 0.7;
+  const torch::Tensor z = (torch::randn({1, 1, vocab}, torch::kDouble) * 2.0).requires_grad_(true);
+  const torch::Tensor teacher = torch::randn({1, 1, vocab}, torch::kDouble) * 2.0;
+  const torch::Tensor reference = torch::randn({1, 1, vocab}, torch::kDouble) * 2.0;
+  const torch::Tensor mask = torch::ones({1, 1}, torch::kDouble);
+
+  // Full vocabulary: the fused kernel's KL, differentiated in the student's logits.
+  gopd_full_vocab_loss(z.to(torch::kFloat), teacher.to(torch::kFloat), reference.to(torch::kFloat), lambda,
+                       temperature, mask.to(torch::kFloat), LossAgg::token_mean, kernels::Impl::fused)
+      .loss.backward();
+  const torch::Tensor kl_gradient = z.grad().clone().view({vocab});
+  z.grad().zero_();
+
+  // Sampled-token: every vocabulary entry as a "sampled" token (one row each), its advantage
+  // from gopd_advantage, weighted by π(v) — the expectation over the student's samples.
+  const torch::Tensor logp = torch::log_softmax(z.view({vocab}) / temperature, 0);  // (V)
+  GopdTokenLogprobs logprobs;
+  logprobs.teacher = torch::log_softmax(teacher.view({vocab}) / temperature, 0).view({vocab, 1});
+  logprobs.reference = torch::log_softmax(reference.view({vocab}) / temperature, 0).view({vocab, 1});
+  logprobs.old = logp.detach().view({vocab, 1});
+  const torch::Tensor advantage =
+      gopd_advantage(logprobs, torch::full({vocab}, lambda, torch::kDouble), torch::ones({vocab, 1})).view({vocab});
+  (logp.detach().exp() * advantage.to(torch::kDouble) * logp).sum().backward();
+  const torch::Tensor expected_gradient = z.grad().view({vocab});
+  expect_close(-kl_gradient, expected_gradient, 2e-5);
+  EXPECT_GT(expected_gradient.abs().max().item<double>(), 1e-2);  // not a trivial zero
 }
 
 TEST(GopdTopK, HelperReturnsTheTeachersTopTokens) {

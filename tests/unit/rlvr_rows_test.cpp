@@ -1,7 +1,8 @@
 // The trainer's GRPO/LENS bookkeeping: a transfer replaces only the planned failures of its
-// group, keeps the original prompt as what is trained on and the purified prompt as x_roll,
-// sets log w̃ on the rebuilt group only; π_old is computed on the x_roll sequences and
-// calibrated by w̃, so the ratio is π_θ(y | x) / (w̃ · π_old(y | x_roll)).
+// group, keeps the original prompt as what is trained on and the purified prompt as x_roll
+// (with the sampler's log-probs under it), sets log w̃ on the rebuilt group only; for
+// crpo_literal π_old is computed on the x_roll sequences and calibrated by w̃, so the ratio is
+// π_θ(y | x) / (w̃ · π_old(y | x_roll)). The loss these rows get: crpo_gradient_test.cpp.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -31,6 +32,7 @@ train::RlvrRows two_groups() {
   rows.reward = {1, 0, 0, 0, 0, 0};
   rows.correct = rows.reward;
   rows.log_weight.assign(6, 0.0);
+  for (const auto& response : rows.response) rows.rollout_logprobs.emplace_back(response.size(), -0.5f);
   return rows;
 }
 
@@ -46,6 +48,7 @@ TEST(LensTransferRows, ReplacesOnlyPlannedFailuresAndKeepsTheOriginalPrompt) {
   purified.responses = {{7, 7, 7}, {8}, {9}};
   purified.reward = {1.1, 0.1, 1.0};
   purified.correct = purified_correct;
+  purified.rollout_logprobs = {{-0.1f, -0.2f, -0.3f}, {-0.4f}, {-0.9f}};
   const std::vector<double> weights = lens::crpo_weights(original, plan, false);
   EXPECT_EQ(train::apply_transfer(rows, 0, 3, plan, weights, purified), 2);
   // Row 0 (an original success) is untouched; rows 1 and 2 (failures) got purified successes.
@@ -54,6 +57,9 @@ TEST(LensTransferRows, ReplacesOnlyPlannedFailuresAndKeepsTheOriginalPrompt) {
   EXPECT_EQ(rows.response[2], (std::vector<int64_t>{9}));
   EXPECT_EQ(rows.reward[1], 1.1);
   EXPECT_EQ(rows.correct[2], 1.0);
+  EXPECT_EQ(rows.rollout_logprobs[1], (std::vector<float>{-0.1f, -0.2f, -0.3f}));  // sampled under x'
+  EXPECT_EQ(rows.rollout_logprobs[2], (std::vector<float>{-0.9f}));
+  EXPECT_EQ(rows.rollout_logprobs[0], (std::vector<float>{-0.5f}));
   for (int r = 0; r < 3; ++r) EXPECT_EQ(rows.prompt[size_t(r)], (std::vector<int64_t>{10, 11, 12})) << r;
   EXPECT_EQ(rows.roll_prompt[0], (std::vector<int64_t>{10, 11, 12}));
   EXPECT_EQ(rows.roll_prompt[1], (std::vector<int64_t>{10, 12}));
@@ -81,6 +87,7 @@ TEST(LensTransferRows, OldLogprobsComeFromTheRolloutPromptAndAreCalibrated) {
   purified.responses = {{7, 7}, {8}, {9}};
   purified.reward = {1, 1, 1};
   purified.correct = {1, 1, 1};
+  purified.rollout_logprobs = {{-0.1f, -0.2f}, {-0.4f}, {-0.9f}};
   const std::vector<double> original = {1, 0, 0};
   const lens::TransferPlan plan = lens::plan_transfer(original, purified.correct, 0.5, 1);  // max_replace 1
   ASSERT_EQ(plan.replacements.size(), 1u);
@@ -100,6 +107,14 @@ TEST(LensTransferRows, OldLogprobsComeFromTheRolloutPromptAndAreCalibrated) {
   EXPECT_NEAR(calibrated[0][0].item<double>(), -1.0 + std::log(1.0 / 3.0), 1e-6);
   EXPECT_NEAR(calibrated[1][1].item<double>(), -1.0 + std::log(2.0 / 3.0), 1e-6);
   EXPECT_NEAR(calibrated[4][0].item<double>(), -1.0, 1e-7);
+  // The default crpo's row weights 1/w̃, and the sampler's log-probs padded to the batch.
+  const torch::Tensor weights = train::calibration_weights(rows);
+  EXPECT_NEAR(weights[0].item<double>(), 3.0, 1e-6);
+  EXPECT_NEAR(weights[1].item<double>(), 1.5, 1e-6);
+  EXPECT_NEAR(weights[4].item<double>(), 1.0, 1e-7);
+  const torch::Tensor sampler = train::rollout_logprobs(rows, 2);
+  EXPECT_TRUE(torch::allclose(sampler[1], torch::tensor({-0.1f, -0.2f})));
+  EXPECT_TRUE(torch::allclose(sampler[0], torch::tensor({-0.5f, 0.0f})));
 }
 
 }  // namespace

@@ -72,6 +72,9 @@ struct GrpoConfig {
   double kl_beta = 0.0;       // β of the k3 KL penalty to the reference
   bool std_normalize = true;  // false = Dr. GRPO (no division by the group std)
   double epsilon = 1e-6;      // added to the group std
+  // verl's dual clip: for A < 0 the surrogate is bounded by −c·A (c > 1; 0 = off)
+  double clip_ratio_c = 3.0;
+  double importance_cap = 5.0;  // C in w_t = min(exp(log π_old_train − log π_rollout), C)
   void visit(ConfigVisitor& visitor);
 };
 
@@ -81,7 +84,10 @@ struct LensConfig {
   std::string score =
       "initial_policy";     // π_ref of the interference score: initial_policy | reference
   int64_t max_replace = 0;  // transferred rollouts per group; 0 = as many as failed
-  std::string weight_scheme = "crpo";  // crpo (w̃ in the ratio) | crpo_sample (w̃ as a loss weight) | uniform
+  bool keep_failure = true;  // never replace a group's last failure (an all-correct group has A = 0)
+  // crpo (1/w̃ as a row weight, the clip on π_θ/π_old: lens.h) | crpo_literal (w̃ inside the
+  // clipped ratio, as written) | uniform (w̃ = 1)
+  std::string weight_scheme = "crpo";
   int64_t dump_every = 10;  // steps between dumps of purified prompts to lens_dump.jsonl; 0 = off
   void visit(ConfigVisitor& visitor);
 };

@@ -4,8 +4,9 @@
 //   A_i = (r_i − mean_g(r)) / (std_g(r) + ε)      over the n rollouts of prompt g
 //         (r_i − mean_g(r))                       with std_normalize = false ("Dr. GRPO")
 //   ℓ_t = policy-gradient term of policy_loss.h (clipped with ε_low/ε_high, A_i on every token)
-//         + β · k3_t,   k3_t = exp(lr_t − lp_t) − (lr_t − lp_t) − 1  (≥ 0, unbiased for
-//           KL(π_θ ‖ π_ref) under π_θ samples; lp = log π_θ, lr = log π_ref)
+//         + β · k3_t,   k3_t = exp(d_t) − d_t − 1, d_t = clamp(lr_t − lp_t, ±20), clamped at 10
+//           (≥ 0, unbiased for KL(π_θ ‖ π_ref) under π_θ samples; lp = log π_θ,
+//           lr = log π_ref; the clamps are verl's low_var_kl)
 //   loss = agg_t(ℓ_t) over the response mask.
 //
 // std is the unbiased sample standard deviation (verl's torch.std); a group of one rollout

@@ -5,7 +5,9 @@
 //
 //   plain:   ℓ_t = −w_t · A_t · log π_θ(y_t)
 //   clipped: ℓ_t = −w_t · min(ρ_t · A_t, clip(ρ_t, 1 − ε_low, 1 + ε_high) · A_t),
-//            ρ_t = π_θ(y_t) / π_old(y_t)
+//            ρ_t = π_θ(y_t) / π_old(y_t) = exp(clamp(log π_θ − log π_old, ±20))
+//            and, for A_t < 0 with the dual clip c > 1 (verl's clip_ratio_c, default 3),
+//            ℓ_t = min(ℓ_t, −w_t · c · A_t): a token whose ratio ran past c stops being pushed
 //   w_t = min(exp(log π_old_train(y_t) − log π_rollout(y_t)), C)   (detached)
 //   loss = agg_t(ℓ_t) over the response mask.
 //
@@ -25,7 +27,7 @@ namespace gopd::objective {
 enum class LossAgg {
   token_mean,           // Σ_{b,t} v·m / max(Σ m, 1): every response token weighs the same
   seq_mean_token_mean,  // mean over sequences with ≥ 1 token of (Σ_t v·m / Σ_t m)
-  seq_mean_token_sum,   // mean over all B sequences of Σ_t v·m
+  seq_mean_token_sum,   // mean over sequences with ≥ 1 token of Σ_t v·m
 };
 
 // "token_mean" | "seq_mean_token_mean" | "seq_mean_token_sum"; anything else is
@@ -49,11 +51,13 @@ struct PolicyLossOptions {
   double clip_low = 0.2;   // ε_low
   double clip_high = 0.2;  // ε_high (DAPO clip-higher: 0.28)
   bool clipped = false;    // PPO clipped surrogate with ρ = π_θ / π_old (more than one update)
+  double clip_ratio_c = 3.0;  // dual clip for A < 0 (verl's default); ≤ 1 = off
 };
 
 // Metrics: "loss/policy", "actor/importance_weight_mean", "actor/importance_weight_max", and when
 // clipped "actor/clip_fraction" (share of response tokens whose clipped branch is active, i.e.
-// the token gets no gradient) and "actor/ratio_mean". Token statistics are means over the
+// the token gets no gradient), "actor/dual_clip_fraction" (the same for the dual clip) and
+// "actor/ratio_mean". Token statistics are means over the
 // response mask, whatever `agg` is.
 LossOutput policy_gradient_loss(const torch::Tensor& logp,       // (B, T) fp32, requires grad
                                 const torch::Tensor& logp_old,   // (B, T) fp32, detached

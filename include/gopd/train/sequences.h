@@ -33,6 +33,7 @@ struct RlvrRows {
   std::vector<double> reward;                     // what the advantages use
   std::vector<double> correct;                    // the verifier's part (success = correct ≥ 1)
   std::vector<double> log_weight;                 // log w̃ of CRPO (0 = plain GRPO)
+  std::vector<std::vector<float>> rollout_logprobs;  // the sampler's log π(y_t | x_roll, y_<t)
 };
 
 // The rollouts of one purified prompt: its ids and its n responses with their rewards.
@@ -41,6 +42,7 @@ struct PurifiedGroup {
   std::vector<std::vector<int64_t>> responses;
   std::vector<double> reward;
   std::vector<double> correct;
+  std::vector<std::vector<float>> rollout_logprobs;  // the sampler's, one per response token
 };
 
 // Applies `plan` to group `group` (rows group·n … group·n + n − 1): each replaced failure takes
@@ -51,11 +53,18 @@ struct PurifiedGroup {
 int64_t apply_transfer(RlvrRows& rows, int64_t group, int64_t n, const lens::TransferPlan& plan,
                        const std::vector<double>& weights, const PurifiedGroup& purified);
 
-// The sequences trained on (original prompts) and those π_old is computed on (x_roll), and
-// π_old's calibrated log-probs: old + log w̃ on every token of a row, so the clipped ratio
-// is π_θ(y | x) / (w̃ · π_old(y | x_roll)).
+// The sequences trained on (original prompts) and those π_old is computed on (x_roll).
 TrainingSequences training_sequences(const RlvrRows& rows, int64_t pad);
 TrainingSequences rollout_sequences(const RlvrRows& rows, int64_t pad);
+
+// The sampler's log-probs as a (B, length) fp32 tensor, 0 after each response's end.
+torch::Tensor rollout_logprobs(const RlvrRows& rows, int64_t length);
+
+// CRPO's calibration 1/w̃ per row (B) fp32 (lens.h: the default weight_scheme crpo).
+torch::Tensor calibration_weights(const RlvrRows& rows);
+
+// crpo_literal: old + log w̃ on every token of a row, so that the clipped ratio is
+// π_θ(y | x) / (w̃ · π_old(y | x_roll)) as the paper writes it (lens.h: what that silences).
 torch::Tensor calibrated_old_logprobs(const torch::Tensor& old_logprobs, const RlvrRows& rows);
 
 }  // namespace gopd::train
