@@ -90,7 +90,16 @@ Transformer load_model(const std::string& directory, torch::Dtype dtype, torch::
 void save_model(Transformer& model, const std::string& directory,
                 const std::string& tokenizer_directory, int64_t max_shard_bytes) {
   namespace fs = std::filesystem;
-  const fs::path target(directory);
+  // "dir/" names the directory "dir": without this the old copy would be moved into itself.
+  fs::path target = fs::path(directory).lexically_normal();
+  if (!target.has_filename()) target = target.parent_path();
+  if (target.empty() || target == "." || target == "..") {
+    core::throw_bad_input(directory + ": expected a model directory to write, not . or ..");
+  }
+  std::error_code status_error;
+  if (fs::exists(target, status_error) && !fs::is_directory(target, status_error)) {
+    core::throw_bad_input(target.string() + ": exists and is not a directory");
+  }
   const fs::path temporary = target.string() + ".tmp." + std::to_string(::getpid());
   fs::remove_all(temporary);
   fs::create_directories(temporary);

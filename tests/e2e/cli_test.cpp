@@ -65,6 +65,35 @@ std::vector<nlohmann::json> read_jsonl(const std::string& file) {
   return lines;
 }
 
+// Output paths as a user types them: a trailing slash, an existing empty directory, an existing
+// model directory (replaced), a file in the way and "." (exit 2, nothing written).
+TEST_F(Cli, InitModelTakesEveryOutputPathAUserWouldType) {
+  const std::string data = path("train.jsonl");
+  ASSERT_EQ(gopd("data --task arith --n 40 --out '" + data + "'").exit_code, 0);
+  const Result tokenizer = gopd("tokenizer train --input '" + data + "' --vocab-size 320 --out '" + path("tok/") + "'");
+  ASSERT_EQ(tokenizer.exit_code, 0) << tokenizer.err;
+  const std::string flags = "init-model --arch qwen3 --hidden 16 --layers 1 --heads 2 --kv-heads 1 --intermediate 32 "
+                            "--tokenizer '" + path("tok/") + "' ";
+  for (const std::string out : {"tiny/", "tiny/", "empty", "./dotted//"}) {
+    if (out == "empty") std::filesystem::create_directories(path("empty"));
+    const Result result = gopd(flags + "--out '" + path(out) + "'");
+    EXPECT_EQ(result.exit_code, 0) << out << ": " << result.err;
+    EXPECT_TRUE(std::filesystem::exists(path(out) + "/model.safetensors")) << out;
+  }
+  // Nothing left beside them: no .tmp. or .old. directories.
+  for (const auto& entry : std::filesystem::directory_iterator(directory_)) {
+    EXPECT_EQ(entry.path().filename().string().find(".old."), std::string::npos) << entry.path();
+    EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos) << entry.path();
+  }
+  write("a_file", "x");
+  const Result file = gopd(flags + "--out '" + path("a_file") + "'");
+  EXPECT_EQ(file.exit_code, 2);
+  EXPECT_NE(file.err.find("exists and is not a directory"), std::string::npos) << file.err;
+  const Result dot = gopd(flags + "--out .");
+  EXPECT_EQ(dot.exit_code, 2);
+  EXPECT_NE(dot.err.find("not . or .."), std::string::npos) << dot.err;
+}
+
 TEST_F(Cli, VersionReportsTorchCudaAndThreads) {
   const Result result = gopd("--version --threads 1");
   EXPECT_EQ(result.exit_code, 0) << result.err;

@@ -20,7 +20,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int64_t kStartMax[] = {9, 20, 50, 99, 999};    // arith start value by difficulty
+constexpr int64_t kStartMax[] = {20, 20, 50, 99, 999};    // arith start value by difficulty
 constexpr int64_t kVisibleExamples[] = {3, 4, 5, 3, 4};  // code examples by difficulty
 
 TaskOptions make_options(const std::string& task, int64_t count, uint64_t seed, int64_t difficulty,
@@ -260,17 +260,19 @@ TEST(ArithTaskTest, SolutionAndAnswerFollowTheWords) {
   }
 }
 
-TEST(ArithTaskTest, DifficultyOneSpaceHas172Problems) {
-  // start 1..9 with one of: + 1..9 (81), - 1..start (45), * 2..5 (36), exact / 2..5 (10).
-  const std::vector<Record> all = generate_task(make_options("arith", 172, 4, 1, "all"));
-  EXPECT_EQ(clean_prompts(all).size(), 172u);
+TEST(ArithTaskTest, DifficultyOneSpaceHas714Problems) {
+  // start 1..20 with one of: + 1..20 (400), - 1..start (210), * 2..5 within 99 (79),
+  // exact / 2..5 (25). Enough that a first `gopd data --task arith --n 200` works.
+  const std::vector<Record> all = generate_task(make_options("arith", 714, 4, 1, "all"));
+  EXPECT_EQ(clean_prompts(all).size(), 714u);
   int64_t eval = 0;
   for (const Record& record : all) eval += record.extra["split"] == "eval" ? 1 : 0;
-  EXPECT_EQ(bad_input_message(make_options("arith", 173, 4, 1, "all")),
-            "--n: asked for 173 distinct arith problems at difficulty 1 (split all), but found "
-            "only 172; lower --n, raise --difficulty or use another split");
-  EXPECT_EQ(bad_input_message(make_options("arith", 100, 4, 1, "eval")),
-            "--n: asked for 100 distinct arith problems at difficulty 1 (split eval), but found "
+  EXPECT_EQ(bad_input_message(make_options("arith", 715, 4, 1, "all")),
+            "--n: asked for 715 distinct arith problems at difficulty 1 (split all), but found "
+            "only 714; lower --n, raise --difficulty or use another split");
+  EXPECT_NO_THROW(generate_task(make_options("arith", 200, 4, 1, "train")));
+  EXPECT_EQ(bad_input_message(make_options("arith", 700, 4, 1, "eval")),
+            "--n: asked for 700 distinct arith problems at difficulty 1 (split eval), but found "
             "only " +
                 std::to_string(eval) + "; lower --n, raise --difficulty or use another split");
 }
