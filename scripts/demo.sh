@@ -73,6 +73,11 @@ student_after=$("$gopd" train configs/demo/exopd.yaml --set run.seed="$seed" --s
   --set student.path="$student_base" --set teachers.math.path="$teacher" | tail -n 1)
 mark
 
+# What configs/quickstart.yaml, exopd_arith.yaml and opd_arith.yaml (and the README's tour)
+# train from: the student base and the teacher, under stable names.
+ln -sfn "$(realpath --relative-to="$out/models" "$student_base")" "$out/models/arith-student-base"
+ln -sfn "$(realpath --relative-to="$out/models" "$teacher")" "$out/models/arith-teacher"
+
 phase 6 "held-out evaluation (gopd eval, $eval_n problems x $eval_k samples, temperature 1)"
 evaluate() {  # evaluate NAME MODEL
   "$gopd" eval --model "$2" --data "$out/arith_eval.jsonl" --samples "$eval_k" --temperature 1.0 \

@@ -85,6 +85,12 @@ TEST_F(RlvrCli, GrpoLogsGroupMetricsWithKlAndClippedUpdates) {
   }
   // π_θ = π_ref at the first update: k3 = 0 there; the second update has moved the policy.
   EXPECT_NEAR(lines[0]["actor/kl"].get<double>(), 0.0, 0.05);
+  // The sampler and the trainer agree on one machine: the truncated importance weights over the
+  // batch are 1 up to float noise.
+  for (int step = 0; step < 2; ++step) {
+    EXPECT_NEAR(lines[size_t(step)]["actor/importance_weight_mean"].get<double>(), 1.0, 1e-4);
+    EXPECT_NEAR(lines[size_t(step)]["actor/importance_weight_max"].get<double>(), 1.0, 1e-3);
+  }
   EXPECT_TRUE(lines[2].contains("eval/accuracy"));
   EXPECT_TRUE(fs::exists(kDir / "runs/grpo/checkpoints/step_2/model.safetensors"));
 }

@@ -265,6 +265,22 @@ TEST_F(TrainCli, MicroBatchedUpdateEqualsOneBigBatchForEveryAggregation) {
   }
 }
 
+// The sampler's log-probs and the trainer's agree at a temperature other than 1 (both divide
+// the logits by T before the softmax): the truncated importance weight is 1 over the batch.
+TEST_F(TrainCli, ImportanceWeightIsOneAtTemperatureBelowOne) {
+  std::string err;
+  ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() +
+                    "' --set run.name=temperature --set train.max_steps=1 --set rollout.temperature=0.7",
+                &err),
+            0)
+      << err;
+  const auto lines = read_jsonl(kDir / "runs/temperature/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NEAR(lines[0]["actor/importance_weight_mean"].get<double>(), 1.0, 1e-4) << lines[0].dump();
+  EXPECT_NEAR(lines[0]["actor/importance_weight_max"].get<double>(), 1.0, 1e-3) << lines[0].dump();
+  EXPECT_GT(lines[0]["gopd/advantage_std"].get<double>(), 0.0) << lines[0].dump();
+}
+
 TEST_F(TrainCli, PpoEpochsAndMiniBatchesMakeSeveralClippedUpdates) {
   std::string err;
   ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() +
