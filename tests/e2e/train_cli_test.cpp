@@ -281,6 +281,44 @@ TEST_F(TrainCli, ImportanceWeightIsOneAtTemperatureBelowOne) {
   EXPECT_GT(lines[0]["gopd/advantage_std"].get<double>(), 0.0) << lines[0].dump();
 }
 
+// A batch mixing a λ = 1 teacher (its reference skipped) with a λ = 1.25 teacher whose reward
+// and KL are 0 at step 1 (the student itself, against the student's initial weights): the
+// reward of the λ = 1 rows is log π_T − log π_old, so the batch's reward mean is minus its
+// reverse-KL estimate (mean of log π_old − log π_T) — reading the skipped reference as the
+// teacher would give exactly 0.
+TEST_F(TrainCli, MixedLambdaBatchReportsTheRewardOfItsLambdaOneRows) {
+  std::ifstream input(kDir / "train.jsonl");
+  std::ofstream output(kDir / "mixed.jsonl");
+  int index = 0;
+  for (std::string text; std::getline(input, text); ++index) {
+    nlohmann::json record = nlohmann::json::parse(text);
+    record["teacher"] = index % 2 == 0 ? "plain" : "itself";
+    output << record.dump() << "\n";
+  }
+  output.close();
+  const std::string d = kDir.string();
+  std::ofstream(kDir / "mixed.yaml") << "algorithm: gopd\n"
+                                        "run: {name: mixed, output_dir: " << d << "/runs, threads: 1}\n"
+                                        "student: {path: " << d << "/student}\n"
+                                        "teachers:\n"
+                                        "  plain: {path: " << d << "/teacher, dtype: float32, lambda: 1.0}\n"
+                                        "  itself: {path: " << d << "/student, dtype: float32, lambda: 1.25}\n"
+                                        "reference: {dtype: float32}\n"
+                                        "data: {train_file: " << d << "/mixed.jsonl, shuffle: false}\n"
+                                        "rollout: {batch_prompts: 4, n: 2, max_new_tokens: 12}\n"
+                                        "optim: {lr: 1.0e-2, micro_batch_size: 3}\n"
+                                        "train: {max_steps: 1}\n";
+  std::string err;
+  ASSERT_EQ(run("train '" + (kDir / "mixed.yaml").string() + "'", &err), 0) << err;
+  const auto lines = read_jsonl(kDir / "runs/mixed/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0]["teacher/plain/responses"], 4) << lines[0].dump();
+  EXPECT_NEAR(lines[0]["teacher/itself/reverse_kl_estimate"].get<double>(), 0.0, 1e-5) << lines[0].dump();
+  const double kl = lines[0]["gopd/reverse_kl_estimate"].get<double>();
+  EXPECT_GT(std::abs(kl), 1e-3) << lines[0].dump();
+  EXPECT_NEAR(lines[0]["gopd/reward_mean"].get<double>(), -kl, 1e-5) << lines[0].dump();
+}
+
 TEST_F(TrainCli, PpoEpochsAndMiniBatchesMakeSeveralClippedUpdates) {
   std::string err;
   ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() +
