@@ -1,6 +1,8 @@
 // Implements sequence log-probabilities with a full forward pass and a gathered log-softmax.
 #include "gopd/scoring/sequence_logprobs.h"
 
+#include <algorithm>
+
 namespace gopd::scoring {
 
 torch::Tensor gather_token_logprobs(const torch::Tensor& logits, const torch::Tensor& tokens,
@@ -22,6 +24,66 @@ torch::Tensor sequence_logprobs(model::Transformer& model, const torch::Tensor& 
   const torch::Tensor valid = attention_mask.narrow(1, 1, steps - 1).to(torch::kBool) &
                               attention_mask.narrow(1, 0, steps - 1).to(torch::kBool);
   return logprobs.masked_fill(valid.logical_not(), 0.0);
+}
+
+torch::Tensor response_logprobs(model::Transformer& model, const torch::Tensor& input_ids,
+                                const torch::Tensor& attention_mask, const torch::Tensor& targets,
+                                int64_t prompt_length, double temperature, int64_t micro_batch,
+                                int64_t vocab_width, kernels::Impl impl) {
+  torch::NoGradGuard no_grad;
+  const int64_t rows = targets.size(0);
+  const int64_t steps = targets.size(1);
+  const int64_t micro = micro_batch > 0 ? micro_batch : std::max<int64_t>(rows, 1);
+  std::vector<torch::Tensor> parts;
+  for (int64_t begin = 0; begin < rows; begin += micro) {
+    const int64_t end = std::min(rows, begin + micro);
+    torch::Tensor logits = model->forward(input_ids.slice(0, begin, end), attention_mask.slice(0, begin, end))
+                               .narrow(1, prompt_length - 1, steps);  // (rows, T, V)
+    if (vocab_width > 0) logits = logits.narrow(-1, 0, vocab_width);
+    parts.push_back(
+        kernels::token_logprobs(logits.to(torch::kFloat), targets.slice(0, begin, end), temperature, false, impl)
+            .logprobs);
+  }
+  return parts.empty() ? torch::zeros({0, steps}, torch::kFloat) : torch::cat(parts, 0);
+}
+
+std::vector<std::vector<double>> prompt_logprobs(model::Transformer& model,
+                                                 const std::vector<std::vector<int64_t>>& prompts, int64_t pad,
+                                                 int64_t micro_batch, int64_t vocab_width) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::vector<double>> result;
+  const size_t micro = size_t(micro_batch > 0 ? micro_batch : std::max<int64_t>(int64_t(prompts.size()), 1));
+  for (size_t begin = 0; begin < prompts.size(); begin += micro) {
+    const size_t end = std::min(prompts.size(), begin + micro);
+    int64_t longest = 1;
+    for (size_t i = begin; i < end; ++i) longest = std::max<int64_t>(longest, int64_t(prompts[i].size()));
+    const int64_t rows = int64_t(end - begin);
+    torch::Tensor ids = torch::full({rows, longest}, pad, torch::kLong);      // (rows, L)
+    torch::Tensor attention = torch::zeros({rows, longest}, torch::kLong);  // (rows, L)
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto& prompt = prompts[begin + size_t(r)];
+      const int64_t offset = longest - int64_t(prompt.size());  // left-padded, as in rollouts
+      ids[r].narrow(0, offset, int64_t(prompt.size())).copy_(torch::tensor(prompt, torch::kLong));
+      attention[r].narrow(0, offset, int64_t(prompt.size())).fill_(1);
+    }
+    torch::Tensor logits = model->forward(ids, attention);  // (rows, L, V)
+    if (vocab_width > 0) logits = logits.narrow(-1, 0, vocab_width);
+    // Position p predicts token p + 1, at temperature 1 (the interference score compares the
+    // models, not the sampler).
+    const torch::Tensor logp = torch::log_softmax(logits.to(torch::kFloat), -1)
+                                   .narrow(1, 0, longest - 1)
+                                   .gather(-1, ids.narrow(1, 1, longest - 1).unsqueeze(-1))
+                                   .squeeze(-1)
+                                   .contiguous();  // (rows, L − 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto& prompt = prompts[begin + size_t(r)];
+      const int64_t offset = longest - int64_t(prompt.size());
+      std::vector<double> values(prompt.size(), 0.0);
+      for (size_t j = 1; j < prompt.size(); ++j) values[j] = logp[r][offset + int64_t(j) - 1].item<double>();
+      result.push_back(std::move(values));
+    }
+  }
+  return result;
 }
 
 }  // namespace gopd::scoring

@@ -41,6 +41,7 @@
 #include "gopd/reward/rollout_rewards.h"
 #include "gopd/reward/task_verifier.h"
 #include "gopd/rollout/rollout_engine.h"
+#include "gopd/scoring/sequence_logprobs.h"
 #include "gopd/tokenizer/tokenizer.h"
 #include "gopd/train/checkpoint.h"
 #include "gopd/train/lr_schedule.h"
@@ -806,56 +807,15 @@ rollout::RolloutBatch Trainer::sample(const std::vector<std::vector<int64_t>>& p
 }
 
 torch::Tensor Trainer::response_logprobs(model::Transformer& model, const TrainingSequences& sequences) const {
-  torch::NoGradGuard no_grad;
-  const int64_t rows = sequences.targets.size(0);
-  const int64_t micro = config_.optim.micro_batch_size > 0 ? config_.optim.micro_batch_size : rows;
-  std::vector<torch::Tensor> parts;
-  for (int64_t begin = 0; begin < rows; begin += micro) {
-    const int64_t end = std::min(rows, begin + micro);
-    parts.push_back(kernels::token_logprobs(logits(model, sequences, begin, end), sequences.targets.slice(0, begin, end),
-                                            config_.rollout.temperature, false, impl_)
-                        .logprobs);
-  }
-  return torch::cat(parts, 0);
+  return scoring::response_logprobs(model, sequences.input_ids, sequences.attention_mask, sequences.targets,
+                                    sequences.prompt_length, config_.rollout.temperature,
+                                    config_.optim.micro_batch_size, vocab_width_, impl_);
 }
 
 std::vector<std::vector<double>> Trainer::prompt_logprobs(model::Transformer& model,
                                                           const std::vector<std::vector<int64_t>>& prompts) const {
-  torch::NoGradGuard no_grad;
-  std::vector<std::vector<double>> result;
-  const int64_t pad = std::max<int64_t>(tokenizer_.info.pad_id, 0);
-  const int64_t micro = config_.optim.micro_batch_size > 0 ? config_.optim.micro_batch_size : int64_t(prompts.size());
-  for (size_t begin = 0; begin < prompts.size(); begin += size_t(micro)) {
-    const size_t end = std::min(prompts.size(), begin + size_t(micro));
-    int64_t longest = 1;
-    for (size_t i = begin; i < end; ++i) longest = std::max<int64_t>(longest, int64_t(prompts[i].size()));
-    const int64_t rows = int64_t(end - begin);
-    torch::Tensor ids = torch::full({rows, longest}, pad, torch::kLong);
-    torch::Tensor attention = torch::zeros({rows, longest}, torch::kLong);
-    for (int64_t r = 0; r < rows; ++r) {
-      const auto& prompt = prompts[begin + size_t(r)];
-      const int64_t offset = longest - int64_t(prompt.size());  // left-padded, as in rollouts
-      ids[r].narrow(0, offset, int64_t(prompt.size())).copy_(torch::tensor(prompt, torch::kLong));
-      attention[r].narrow(0, offset, int64_t(prompt.size())).fill_(1);
-    }
-    torch::Tensor logits = model->forward(ids, attention);  // (rows, longest, V)
-    if (vocab_width_ > 0) logits = logits.narrow(-1, 0, vocab_width_);
-    // Position p predicts token p + 1 (at the plain temperature-1 distribution: the
-    // interference score compares the models, not the sampler).
-    const torch::Tensor logp = torch::log_softmax(logits.to(torch::kFloat), -1)
-                                   .narrow(1, 0, longest - 1)
-                                   .gather(-1, ids.narrow(1, 1, longest - 1).unsqueeze(-1))
-                                   .squeeze(-1)
-                                   .contiguous();
-    for (int64_t r = 0; r < rows; ++r) {
-      const auto& prompt = prompts[begin + size_t(r)];
-      const int64_t offset = longest - int64_t(prompt.size());
-      std::vector<double> values(prompt.size(), 0.0);
-      for (size_t j = 1; j < prompt.size(); ++j) values[j] = logp[r][offset + int64_t(j) - 1].item<double>();
-      result.push_back(std::move(values));
-    }
-  }
-  return result;
+  return scoring::prompt_logprobs(model, prompts, std::max<int64_t>(tokenizer_.info.pad_id, 0),
+                                  config_.optim.micro_batch_size, vocab_width_);
 }
 
 void Trainer::rlvr_step(int64_t step, const std::vector<size_t>& indices, nlohmann::json& line) {
