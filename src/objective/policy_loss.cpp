@@ -86,16 +86,15 @@ torch::Tensor aggregate(const torch::Tensor& values, const torch::Tensor& mask, 
   switch (agg) {
     case LossAgg::token_mean:
       return masked.sum() / weight.sum().clamp_min(1.0);
-    case LossAgg::seq_mean_token_mean: {
-      const torch::Tensor tokens = weight.sum(1);                                // (B)
-      const torch::Tensor per_sequence = masked.sum(1) / tokens.clamp_min(1.0);  // (B)
-      const torch::Tensor has_tokens = (tokens > 0).to(values.scalar_type());    // (B)
-      return (per_sequence * has_tokens).sum() / has_tokens.sum().clamp_min(1.0);
-    }
+    case LossAgg::seq_mean_token_mean:
     case LossAgg::seq_mean_token_sum: {
-      // verl (v0.6.1 on) leaves sequences without a token out of the mean, as token_mean does.
-      const torch::Tensor has_tokens = (weight.sum(1) > 0).to(values.scalar_type());  // (B)
-      return masked.sum() / has_tokens.sum().clamp_min(1.0);
+      // Both means leave sequences without a token out (verl v0.6.1 on).
+      const torch::Tensor tokens = weight.sum(1);                              // (B)
+      const torch::Tensor has_tokens = (tokens > 0).to(values.scalar_type());  // (B)
+      const torch::Tensor per_sequence = agg == LossAgg::seq_mean_token_mean
+                                             ? masked.sum(1) / tokens.clamp_min(1.0)
+                                             : masked.sum(1);  // (B)
+      return (per_sequence * has_tokens).sum() / has_tokens.sum().clamp_min(1.0);
     }
   }
   fail(op, "unknown LossAgg value");

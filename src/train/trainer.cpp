@@ -187,25 +187,29 @@ class MetricAccumulator {
 
 // Truncated importance weights over the whole batch (micro-batch averages would give neither
 // the batch mean nor its maximum): "actor/importance_weight_mean" and "_max" over the response
-// tokens of every pass, which see the same weights when π_old is fixed.
+// tokens of every pass, which see the same weights when π_old is fixed. Sums stay tensors
+// until put(): one sync per log line, not per micro-batch.
 class ImportanceWeightStats {
  public:
   void add(const torch::Tensor& weights, const torch::Tensor& mask) {  // (b, T) each
+    torch::NoGradGuard no_grad;
     const torch::Tensor valid = mask > 0;
-    sum_ += (weights * valid).sum().item<double>();
-    tokens_ += valid.sum().item<double>();
-    if (valid.any().item<bool>()) max_ = std::max(max_, weights.masked_select(valid).max().item<double>());
+    const torch::Tensor w = weights.detach().to(torch::kDouble);
+    const torch::Tensor part_max = w.masked_fill(valid.logical_not(), 0.0).max();  // weights are ≥ 0
+    sum_ = sum_.defined() ? sum_ + (w * valid).sum() : (w * valid).sum();
+    tokens_ = tokens_.defined() ? tokens_ + valid.sum() : valid.sum();
+    max_ = max_.defined() ? torch::maximum(max_, part_max) : part_max;
   }
   void put(nlohmann::json& line) const {
-    if (tokens_ == 0) return;
-    line["actor/importance_weight_mean"] = sum_ / tokens_;
-    line["actor/importance_weight_max"] = max_;
+    if (!tokens_.defined() || tokens_.item<int64_t>() == 0) return;
+    line["actor/importance_weight_mean"] = sum_.item<double>() / tokens_.item<double>();
+    line["actor/importance_weight_max"] = max_.item<double>();
   }
 
  private:
-  double sum_ = 0;
-  double tokens_ = 0;
-  double max_ = 0;
+  torch::Tensor sum_;     // () fp64
+  torch::Tensor tokens_;  // () int64
+  torch::Tensor max_;     // () fp64
 };
 
 // The sampled-token G-OPD statistics over the whole batch, from the first pass over each row
@@ -230,37 +234,36 @@ class DistillBatchStats {
     const torch::Tensor teacher = logprobs.teacher.to(torch::kDouble).masked_fill(mask == 0, 0.0);
     const torch::Tensor old = logprobs.old.to(torch::kDouble).masked_fill(mask == 0, 0.0);
     const torch::Tensor advantage = objective::gopd_advantage(logprobs, lambda, mask).to(torch::kDouble);
-    advantage_sum_ += (advantage * valid).sum().item<double>();
-    advantage_square_sum_ += (advantage.square() * valid).sum().item<double>();
-    kl_sum_ += ((old - teacher) * valid).sum().item<double>();
     torch::Tensor reward = teacher - old;  // (b, T)
     if (logprobs.reference.defined()) {
       const torch::Tensor reference = logprobs.reference.to(torch::kDouble).masked_fill(mask == 0, 0.0);
       const torch::Tensor lam = lambda.to(torch::kDouble).unsqueeze(1);
       reward = torch::where(own_reference.unsqueeze(1), lam * (teacher - reference), reward);
     }
-    reward_sum_ += (reward * valid).sum().item<double>();
-    tokens_ += valid.sum().item<double>();
+    // (advantage, advantage², log π_old − log π_T, reward, tokens) summed over the valid tokens
+    const torch::Tensor sums = torch::stack({(advantage * valid).sum(), (advantage.square() * valid).sum(),
+                                             ((old - teacher) * valid).sum(), (reward * valid).sum(), valid.sum()});
+    sums_ = sums_.defined() ? sums_ + sums : sums;  // (5) fp64
     importance_.add(objective::truncated_importance_weights(logprobs.old, rollout, cap), mask);
   }
 
   void put(nlohmann::json& line) const {
-    if (tokens_ == 0) return;
-    const double mean = advantage_sum_ / tokens_;
+    if (!sums_.defined()) return;
+    const torch::Tensor sums = sums_.contiguous();
+    const double* s = sums.data_ptr<double>();
+    const double tokens = s[4];
+    if (tokens == 0) return;
+    const double mean = s[0] / tokens;
     line["gopd/advantage_mean"] = mean;
-    line["gopd/advantage_std"] = std::sqrt(std::max(0.0, advantage_square_sum_ / tokens_ - mean * mean));
-    line["gopd/reverse_kl_estimate"] = kl_sum_ / tokens_;
-    line["gopd/reward_mean"] = reward_sum_ / tokens_;
+    line["gopd/advantage_std"] = std::sqrt(std::max(0.0, s[1] / tokens - mean * mean));
+    line["gopd/reverse_kl_estimate"] = s[2] / tokens;
+    line["gopd/reward_mean"] = s[3] / tokens;
     importance_.put(line);
   }
 
  private:
   std::vector<bool> seen_;
-  double advantage_sum_ = 0;
-  double advantage_square_sum_ = 0;
-  double kl_sum_ = 0;
-  double reward_sum_ = 0;
-  double tokens_ = 0;
+  torch::Tensor sums_;  // (5) fp64, see add()
   ImportanceWeightStats importance_;
 };
 
