@@ -59,12 +59,7 @@ Command add_eval_command(CLI::App& parent) {
               reward::reward_spec(options->reward, record.answer, task_value, record.tests, record.source));
         }
         core::RewardConfig reward_config;
-        for (const reward::RewardSpec& spec : specs) {
-          if (spec.kind == reward::RewardSpec::Kind::kCode && !reward::bubblewrap_available()) {
-            core::throw_bad_input(options->data + ": the records hold code to run and bubblewrap (bwrap) "
-                                  "is not installed (make setup)");
-          }
-        }
+        reward::require_sandbox(specs, options->data, std::nullopt);
         if (options->samples > 1 && options->sampling.temperature == 0.0) {
           spdlog::warn("--samples {} with --temperature 0: greedy samples are identical",
                        options->samples);

@@ -8,6 +8,13 @@
 
 namespace gopd::data {
 
+PromptFormat prompt_format(const std::string& chat_format) {
+  PromptFormat format;
+  format.chat_format = chat_format == "qwen3_no_think" ? "qwen3" : chat_format;
+  format.enable_thinking = chat_format != "qwen3_no_think";
+  return format;
+}
+
 std::string prompt_text_for_model(const Record& record, const PromptFormat& format) {
   if (format.chat_format == "none") return record.prompt_text();
   std::vector<tokenizer::ChatMessage> messages;

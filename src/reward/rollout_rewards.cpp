@@ -1,7 +1,12 @@
 // Rewards of sampled responses for the RLVR trainers: see rollout_rewards.h.
 #include "gopd/reward/rollout_rewards.h"
 
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
 #include "gopd/core/error.h"
+#include "gopd/reward/code_sandbox.h"
 #include "gopd/reward/math_verifier.h"
 #include "gopd/reward/task_verifier.h"
 
@@ -51,6 +56,22 @@ RewardSpec reward_spec(const std::string& type, const std::string& answer, const
 double format_score(const RewardSpec& spec, const std::string& response) {
   if (spec.kind == RewardSpec::Kind::kCode) return response.find("```") != std::string::npos ? 1.0 : 0.0;
   return extract_final_answer(response).has_value() ? 1.0 : 0.0;
+}
+
+void require_sandbox(const std::vector<RewardSpec>& specs, const std::string& source,
+                     std::optional<bool> allow_unsandboxed) {
+  const bool runs_code = std::any_of(specs.begin(), specs.end(),
+                                     [](const RewardSpec& spec) { return spec.kind == RewardSpec::Kind::kCode; });
+  if (!runs_code || bubblewrap_available()) return;
+  if (!allow_unsandboxed.value_or(false)) {
+    core::throw_bad_input(source + ": the records hold code to run and bubblewrap (bwrap) is not installed; install it "
+                          "(make setup)" +
+                          std::string(allow_unsandboxed ? " or, on a machine you can throw away, set "
+                                                          "reward.code.allow_unsandboxed: true"
+                                                        : ""));
+  }
+  spdlog::warn("!!! reward.code.allow_unsandboxed: model-written code will run WITHOUT a sandbox, "
+               "with this process's rights (only rlimits and a wall-clock kill) !!!");
 }
 
 std::future<std::vector<RewardResult>> score_async(std::vector<RewardJob> jobs,

@@ -22,7 +22,7 @@
 #include "gopd/lens/lens.h"
 #include "gopd/objective/grpo_loss.h"
 #include "gopd/objective/policy_loss.h"
-#include "gopd/train/sequences.h"
+#include "gopd/lens/rows.h"
 
 namespace {
 
@@ -34,7 +34,7 @@ constexpr double kCap = 5.0;
 constexpr double kShift = 0.3;  // log π_old(y | x) − log π_old(y | x') on the transferred row
 
 struct RebuiltGroup {
-  train::RlvrRows rows;
+  lens::RlvrRows rows;
   torch::Tensor old;        // (8, 2) log π_old(y_t | x): the trainer's at θ = θ_old
   torch::Tensor old_roll;   // (8, 2) log π_old(y_t | x_roll): crpo_literal's π_old
   torch::Tensor sampler;    // (8, 2) the sampler's log-probs (under x_roll)
@@ -62,7 +62,7 @@ RebuiltGroup rebuilt_group() {
   for (int64_t r = 0; r < kRows; ++r) {
     g.rows.rollout_logprobs.push_back({g.old[r][0].item<float>(), g.old[r][1].item<float>()});
   }
-  train::PurifiedGroup purified;
+  lens::PurifiedGroup purified;
   purified.prompt = {10, 12};
   for (int64_t i = 0; i < kRows; ++i) {
     purified.responses.push_back({int64_t(20 + 2), int64_t(30 + 2)});
@@ -72,8 +72,8 @@ RebuiltGroup rebuilt_group() {
     purified.rollout_logprobs.push_back({g.old[2][0].item<float>() - float(kShift),
                                          g.old[2][1].item<float>() - float(kShift)});
   }
-  train::apply_transfer(g.rows, 0, kRows, plan, lens::crpo_weights(original, plan, false), purified);
-  g.sampler = train::rollout_logprobs(g.rows, kTokens);
+  lens::apply_transfer(g.rows, 0, kRows, plan, lens::crpo_weights(original, plan, false), purified);
+  g.sampler = lens::rollout_logprobs(g.rows, kTokens);
   g.old_roll = g.sampler.clone();  // the trainer's π_old(y | x_roll) equals the sampler's here
   g.mask = torch::ones({kRows, kTokens});
   g.mask[7][1] = 0.0f;  // a padded token: garbage log-probs that must get no gradient
@@ -99,7 +99,7 @@ objective::GrpoLossOptions loss_options() {
 torch::Tensor crpo_gradient(const RebuiltGroup& g, const torch::Tensor& logp_value) {
   const torch::Tensor logp = logp_value.clone().requires_grad_(true);
   const torch::Tensor weights = objective::truncated_importance_weights(g.old, g.sampler, kCap) *
-                                train::calibration_weights(g.rows).unsqueeze(1);
+                                lens::calibration_weights(g.rows).unsqueeze(1);
   objective::grpo_loss(logp, g.old, g.advantage, weights, torch::Tensor(), g.mask, loss_options())
       .loss.backward();
   return logp.grad();
@@ -108,7 +108,7 @@ torch::Tensor crpo_gradient(const RebuiltGroup& g, const torch::Tensor& logp_val
 // d loss / d log π_θ for crpo_literal: log w̃ inside the clipped ratio.
 torch::Tensor literal_gradient(const RebuiltGroup& g, const torch::Tensor& logp_value) {
   const torch::Tensor logp = logp_value.clone().requires_grad_(true);
-  const torch::Tensor old = train::calibrated_old_logprobs(g.old_roll, g.rows);
+  const torch::Tensor old = lens::calibrated_old_logprobs(g.old_roll, g.rows);
   const torch::Tensor weights = objective::truncated_importance_weights(g.old_roll, g.sampler, kCap);
   objective::grpo_loss(logp, old, g.advantage, weights, torch::Tensor(), g.mask, loss_options())
       .loss.backward();

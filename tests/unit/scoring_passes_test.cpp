@@ -9,7 +9,7 @@
 
 #include "gopd/model/transformer.h"
 #include "gopd/scoring/sequence_logprobs.h"
-#include "gopd/train/sequences.h"
+#include "gopd/scoring/sequences.h"
 
 namespace {
 
@@ -57,7 +57,7 @@ const std::vector<std::vector<int64_t>> kResponses = {{4, 4, 50}, {9, 10, 11, 12
 
 TEST(ScoringPasses, ResponseLogprobsMatchEachSequenceAlone) {
   model::Transformer model = tiny_model();
-  const train::TrainingSequences s = train::pair_sequences(kPrompts, kResponses, 0);
+  const scoring::TrainingSequences s = scoring::pair_sequences(kPrompts, kResponses, 0);
   for (const double temperature : {1.0, 0.7}) {
     for (const int64_t width : {int64_t(0), int64_t(57)}) {
       for (const kernels::Impl impl : {kernels::Impl::fused, kernels::Impl::reference}) {

@@ -18,6 +18,10 @@ struct PromptFormat {
   bool enable_thinking = true;       // qwen3 only
 };
 
+// The format of a chat-format name as configs spell it (student.chat_format, after "auto" is
+// resolved from the tokenizer): "qwen3_no_think" is Qwen3's template with enable_thinking=False.
+PromptFormat prompt_format(const std::string& chat_format);
+
 // The text the model is prompted with.
 std::string prompt_text_for_model(const Record& record, const PromptFormat& format);
 

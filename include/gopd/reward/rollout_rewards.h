@@ -8,6 +8,7 @@
 
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,13 @@ struct RewardJob {
   const RewardSpec* spec = nullptr;  // must outlive the scoring
   std::string response;
 };
+
+// Model-written code runs only inside the sandbox: when `specs` hold code to run and bubblewrap
+// is not installed, stops with exit 2 naming `source` (the data file), unless
+// `allow_unsandboxed` holds true (reward.code.allow_unsandboxed of a training job, for a machine
+// you can throw away), which turns the stop into a loud warning; nullopt = no such option.
+void require_sandbox(const std::vector<RewardSpec>& specs, const std::string& source,
+                     std::optional<bool> allow_unsandboxed);
 
 // 1 when the response has the shape the verifier of `spec` reads (see the header comment).
 double format_score(const RewardSpec& spec, const std::string& response);

@@ -1,5 +1,6 @@
-// Training batches of prompt + response sequences, and the rows of a GRPO/LENS batch with the
-// LENS transfer applied to them (the trainer's bookkeeping, separated so it can be tested).
+// The rows of a GRPO/LENS batch and the LENS transfer applied to them: row r = rollout r % n of
+// prompt r / n, trained as the response conditioned on the original prompt, sampled from x_roll
+// (the original prompt, or the purified one it was transferred from).
 #pragma once
 
 #include <cstdint>
@@ -8,24 +9,10 @@
 #include <torch/torch.h>
 
 #include "gopd/lens/lens.h"
+#include "gopd/scoring/sequences.h"
 
-namespace gopd::train {
+namespace gopd::lens {
 
-struct TrainingSequences {
-  torch::Tensor input_ids;       // (B, P + T) int64: left-padded prompt, then the response
-  torch::Tensor attention_mask;  // (B, P + T) int64
-  torch::Tensor targets;         // (B, T) int64: response tokens
-  torch::Tensor mask;            // (B, T) fp32: 1 on response tokens
-  int64_t prompt_length = 0;     // P: logits at P − 1 + t predict target t
-};
-
-// Prompt + response pairs as one batch: prompts left-padded to the longest, responses
-// right-padded to the longest; mask = the response tokens.
-TrainingSequences pair_sequences(const std::vector<std::vector<int64_t>>& prompts,
-                                 const std::vector<std::vector<int64_t>>& responses, int64_t pad);
-
-// The rows of a GRPO/LENS batch (row r = rollout r % n of prompt r / n): what is trained —
-// the response conditioned on the original prompt — and the prompt it was sampled from.
 struct RlvrRows {
   std::vector<std::vector<int64_t>> prompt;       // the original prompt of the row's group
   std::vector<std::vector<int64_t>> response;
@@ -48,14 +35,14 @@ struct PurifiedGroup {
 // Applies `plan` to group `group` (rows group·n … group·n + n − 1): each replaced failure takes
 // the purified success's response, reward and correctness, and remembers the purified prompt
 // as its x_roll (its prompt stays the original). When anything was replaced, every row of the
-// group gets log w̃ from `weights` (lens::crpo_weights); other groups keep w̃ = 1. Returns the
+// group gets log w̃ from `weights` (crpo_weights); other groups keep w̃ = 1. Returns the
 // number of rows replaced.
-int64_t apply_transfer(RlvrRows& rows, int64_t group, int64_t n, const lens::TransferPlan& plan,
+int64_t apply_transfer(RlvrRows& rows, int64_t group, int64_t n, const TransferPlan& plan,
                        const std::vector<double>& weights, const PurifiedGroup& purified);
 
 // The sequences trained on (original prompts) and those π_old is computed on (x_roll).
-TrainingSequences training_sequences(const RlvrRows& rows, int64_t pad);
-TrainingSequences rollout_sequences(const RlvrRows& rows, int64_t pad);
+scoring::TrainingSequences training_sequences(const RlvrRows& rows, int64_t pad);
+scoring::TrainingSequences rollout_sequences(const RlvrRows& rows, int64_t pad);
 
 // The sampler's log-probs as a (B, length) fp32 tensor, 0 after each response's end.
 torch::Tensor rollout_logprobs(const RlvrRows& rows, int64_t length);
@@ -67,4 +54,4 @@ torch::Tensor calibration_weights(const RlvrRows& rows);
 // π_θ(y | x) / (w̃ · π_old(y | x_roll)) as the paper writes it (lens.h: what that silences).
 torch::Tensor calibrated_old_logprobs(const torch::Tensor& old_logprobs, const RlvrRows& rows);
 
-}  // namespace gopd::train
+}  // namespace gopd::lens

@@ -1,0 +1,72 @@
+// A Scorer: a model that scores token sequences without a gradient — the teachers and references
+// of a job, and the student where its own log-probs are needed frozen (π_old, LENS's policy
+// scores). The loop and the objectives see only this interface, so a teacher served by another
+// process is one more implementation. ModelScorer is the in-process one.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "gopd/kernels/ops.h"
+#include "gopd/model/transformer.h"
+#include "gopd/scoring/sequences.h"
+#include "gopd/tokenizer/tokenizer.h"
+
+namespace gopd::scoring {
+
+class Scorer {
+ public:
+  virtual ~Scorer() = default;
+  // Logits predicting the targets of rows [begin, end): (rows, T, V') fp32, V' = the shared
+  // vocabulary (vocab_width below).
+  virtual torch::Tensor target_logits(const TrainingSequences& sequences, int64_t begin, int64_t end) = 0;
+  // log π(targets[b, t] | prefix) at `temperature` for every response token: (B, T) fp32,
+  // `micro_batch` rows per forward (0 = all).
+  virtual torch::Tensor response_logprobs(const TrainingSequences& sequences, double temperature,
+                                          int64_t micro_batch, kernels::Impl impl) = 0;
+  // log π(x_j | x_<j) of each prompt's own tokens at temperature 1 (position 0 gets 0); prompts
+  // left-padded with `pad`, `micro_batch` per forward.
+  virtual std::vector<std::vector<double>> prompt_logprobs(const std::vector<std::vector<int64_t>>& prompts,
+                                                           int64_t pad, int64_t micro_batch) = 0;
+};
+
+// A model of this process as a Scorer (always under NoGradGuard). `vocab_width` > 0 cuts the
+// logits to the shared tokenizer's ids (padded embeddings), 0 keeps them all.
+class ModelScorer : public Scorer {
+ public:
+  explicit ModelScorer(model::Transformer model, int64_t vocab_width = 0)
+      : model_(std::move(model)), vocab_width_(vocab_width) {}
+  torch::Tensor target_logits(const TrainingSequences& sequences, int64_t begin, int64_t end) override;
+  torch::Tensor response_logprobs(const TrainingSequences& sequences, double temperature, int64_t micro_batch,
+                                  kernels::Impl impl) override;
+  std::vector<std::vector<double>> prompt_logprobs(const std::vector<std::vector<int64_t>>& prompts, int64_t pad,
+                                                   int64_t micro_batch) override;
+  void set_vocab_width(int64_t width) { vocab_width_ = width; }
+  int64_t embedding_rows() const { return model_->config().vocab_size; }
+
+ private:
+  model::Transformer model_;
+  int64_t vocab_width_ = 0;
+};
+
+// "auto" = float32: the trainer runs on the CPU, where bfloat16 matmuls are far slower.
+torch::Dtype parse_dtype(const std::string& name);
+
+// A model loaded for scoring only: eval mode, parameters frozen, weights in `dtype`.
+model::Transformer load_frozen(const std::string& path, const std::string& dtype);
+
+// Student, teachers and references must share the tokenizer: the same size (the embedding may
+// be padded beyond it) and the same token strings. Exit 2 naming `other_path` otherwise.
+void check_same_vocabulary(const tokenizer::Tokenizer& student, const std::string& student_path,
+                           const std::string& other_path);
+
+// The logits' common width when embeddings are padded to different widths (e.g. 151,936 vs
+// 152,064 rows for one tokenizer): the tokenizer's size, so logits are compared over its ids
+// only; 0 when every model has the same width. `widths`: model path → embedding rows.
+int64_t shared_vocab_width(const std::map<std::string, int64_t>& widths, int64_t tokenizer_size);
+
+}  // namespace gopd::scoring

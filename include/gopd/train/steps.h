@@ -1,0 +1,49 @@
+// One training step of each algorithm, as DESIGN.md's data flow draws it: the batch's prompts
+// → rollout (the student samples, no grad) → scoring (teachers / references / verifier) →
+// objective (the loss of each micro-batch) → update (update.h). Each step writes its metrics
+// into the step's metrics line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "gopd/data/jsonl.h"
+#include "gopd/rollout/rollout_engine.h"
+#include "gopd/train/job.h"
+#include "gopd/train/update.h"
+
+namespace gopd::train {
+
+struct StepContext {
+  Job& job;
+  Updater& updater;
+  std::string run_path;  // the run directory (lens_dump.jsonl)
+};
+
+// sft: cross-entropy on the records' solutions (prompt tokens masked).
+void sft_step(StepContext& context, int64_t step, const std::vector<data::Record>& batch, nlohmann::json& line);
+// opd, gopd: rollout.n samples per prompt, scored by each record's teacher (and reference).
+void distillation_step(StepContext& context, int64_t step, const std::vector<data::Record>& batch,
+                       nlohmann::json& line);
+// grpo, lens: a group of rollout.n samples per prompt, verifiable rewards, group advantages, the
+// clipped surrogate (and LENS's purification and transfer, lens_step.h).
+void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& indices, nlohmann::json& line);
+
+// The rollout stage, shared by the steps and evaluation.
+std::vector<std::vector<int64_t>> encode_prompts(const Job& job, const std::vector<data::Record>& records);
+rollout::GenerationParams generation_params(const Job& job, uint64_t seed);
+// n responses per prompt by the current student (no grad), with the job's rollout sampling.
+rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& prompts, uint64_t seed, int64_t n);
+// Row `row` of a rollout without padding: its tokens, the sampler's log-probs, its text.
+std::vector<int64_t> response_tokens(const rollout::RolloutBatch& batch, int64_t row);
+std::vector<float> response_logprobs_of(const rollout::RolloutBatch& batch, int64_t row);
+std::string response_text(const rollout::RolloutBatch& batch, int64_t row, const tokenizer::Tokenizer& tokenizer);
+
+// avg@k of the student on the job's eval set (−1 without one), logged with `label`.
+double evaluate(Job& job, const std::string& label);
+
+}  // namespace gopd::train

@@ -1,0 +1,68 @@
+// The update of a training step: ppo_epochs passes × mini_batches optimizer updates over a
+// batch, each accumulating micro-batch gradients weighted by their share of what the loss
+// averages over (tokens, or sequences with at least one token), then a clipped, checked AdamW
+// step at the schedule's learning rate. It knows nothing of the algorithm: the loss of rows
+// [begin, end) is a call it is handed.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "gopd/core/config.h"
+#include "gopd/objective/loss_output.h"
+#include "gopd/objective/policy_loss.h"
+
+namespace gopd::train {
+
+// The loss of rows [begin, end) of a batch, for gradient accumulation.
+using MicroBatchLoss = std::function<objective::LossOutput(int64_t begin, int64_t end)>;
+
+// How a batch of `rows` rows is updated (optim.ppo_epochs, optim.mini_batches, optim.micro_batch_size).
+struct UpdateShape {
+  int64_t epochs = 1;
+  int64_t mini_batches = 1;
+  int64_t micro = 1;  // rows per forward/backward
+  bool several_updates() const { return epochs * mini_batches > 1; }
+};
+UpdateShape update_shape(const core::OptimConfig& optim, int64_t rows);
+
+// Applied and skipped updates, and how many non-finite updates came in a row (what a
+// checkpoint saves of the update).
+struct UpdateCounters {
+  int64_t applied = 0;
+  int64_t skipped = 0;
+  int64_t nonfinite_in_a_row = 0;
+};
+
+class Updater {
+ public:
+  Updater(std::vector<torch::Tensor> parameters, const core::OptimConfig& optim, int64_t total_steps,
+          int64_t max_nonfinite_steps, objective::LossAgg agg);
+
+  // The updates of step `step` over a batch whose response tokens are `mask` (B, T); writes
+  // loss and optimizer metrics (micro-batch metrics averaged by share) into `line`.
+  void update(int64_t step, const torch::Tensor& mask, const UpdateShape& shape, const MicroBatchLoss& loss_of,
+              nlohmann::json& line);
+
+  torch::optim::AdamW& optimizer() { return *optimizer_; }
+  UpdateCounters& counters() { return counters_; }
+
+ private:
+  // Clips, checks and applies the accumulated gradient; false when the update was skipped.
+  bool apply(int64_t step, double loss, double& grad_norm);
+
+  std::vector<torch::Tensor> parameters_;
+  const core::OptimConfig& optim_;
+  int64_t total_steps_;
+  int64_t max_nonfinite_steps_;
+  objective::LossAgg agg_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  UpdateCounters counters_;
+};
+
+}  // namespace gopd::train

@@ -1,0 +1,130 @@
+// Teacher routing, scoring and the frozen models of a job: see teachers.h.
+#include "gopd/scoring/teachers.h"
+
+#include <spdlog/spdlog.h>
+
+#include "gopd/core/error.h"
+
+namespace gopd::scoring {
+
+torch::Tensor RowRouting::lambda_of(int64_t begin, int64_t end) const {
+  return torch::tensor(std::vector<double>(lambda.begin() + begin, lambda.begin() + end), torch::kFloat);
+}
+
+size_t TeacherSet::teacher_of(const data::Record& record) const {
+  if (teachers_.size() == 1) return 0;
+  for (size_t i = 0; i < teachers_.size(); ++i) {
+    if (teachers_[i].name == record.teacher) return i;
+  }
+  std::string names;
+  for (const Teacher& teacher : teachers_) names += (names.empty() ? "" : ", ") + teacher.name;
+  core::throw_bad_input(record.source + ": teacher '" + record.teacher + "' is not one of the configured teachers (" +
+                        names + "); each record of a multi-teacher job names its teacher");
+}
+
+RowRouting TeacherSet::route(const std::vector<size_t>& row_teacher) const {
+  RowRouting routing;
+  routing.teacher = row_teacher;
+  routing.own_reference = torch::zeros({int64_t(row_teacher.size())}, torch::kBool);  // (B)
+  for (size_t r = 0; r < row_teacher.size(); ++r) {
+    const Teacher& teacher = teachers_.at(row_teacher[r]);
+    routing.lambda.push_back(teacher.lambda);
+    routing.own_reference[int64_t(r)] = teacher.reference != nullptr;
+    routing.any_reference = routing.any_reference || teacher.reference != nullptr;
+  }
+  return routing;
+}
+
+std::pair<torch::Tensor, torch::Tensor> TeacherSet::logits(const TrainingSequences& sequences,
+                                                           const RowRouting& routing, int64_t begin, int64_t end,
+                                                           bool with_reference) const {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> teacher_rows;
+  std::vector<torch::Tensor> reference_rows;
+  for (int64_t r = begin; r < end;) {
+    int64_t r_end = r + 1;
+    const size_t index = routing.teacher[size_t(r)];
+    while (r_end < end && routing.teacher[size_t(r_end)] == index) ++r_end;
+    const Teacher& teacher = teachers_.at(index);
+    teacher_rows.push_back(teacher.model->target_logits(sequences, r, r_end));
+    if (with_reference) {
+      reference_rows.push_back(teacher.reference ? teacher.reference->target_logits(sequences, r, r_end)
+                                                 : teacher_rows.back());
+    }
+    r = r_end;
+  }
+  return {torch::cat(teacher_rows, 0), with_reference ? torch::cat(reference_rows, 0) : torch::Tensor()};
+}
+
+void TeacherSet::score_tokens(ScoredBatch& scored, int64_t micro_batch, double temperature,
+                              kernels::Impl impl) const {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor& targets = scored.sequences.targets;
+  const int64_t rows = targets.size(0);
+  const int64_t micro = micro_batch > 0 ? micro_batch : rows;
+  std::vector<torch::Tensor> teacher, reference;
+  for (int64_t begin = 0; begin < rows; begin += micro) {
+    const int64_t end = std::min(rows, begin + micro);
+    const torch::Tensor part = targets.slice(0, begin, end);
+    const auto [teacher_logits, reference_logits] =
+        logits(scored.sequences, scored.routing, begin, end, scored.routing.any_reference);
+    teacher.push_back(kernels::token_logprobs(teacher_logits, part, temperature, false, impl).logprobs);
+    if (reference_logits.defined()) {
+      reference.push_back(kernels::token_logprobs(reference_logits, part, temperature, false, impl).logprobs);
+    }
+  }
+  scored.teacher = torch::cat(teacher, 0);
+  if (!reference.empty()) scored.reference = torch::cat(reference, 0);
+}
+
+FrozenModels::FrozenModels(const tokenizer::Tokenizer& tokenizer, std::string student_path, int64_t student_rows)
+    : tokenizer_(tokenizer), student_path_(std::move(student_path)) {
+  widths_[student_path_] = student_rows;
+}
+
+std::shared_ptr<ModelScorer> FrozenModels::load(const std::string& path, const std::string& dtype) {
+  auto model = std::make_shared<ModelScorer>(load_frozen(path, dtype));
+  widths_[path] = model->embedding_rows();
+  all_.push_back(model);
+  return model;
+}
+
+std::shared_ptr<ModelScorer> FrozenModels::reference(const std::string& key, const std::string& dtype) {
+  const auto found = references_.find(key);
+  if (found != references_.end()) return found->second;
+  const std::string path = key == "student_init" ? student_path_ : key;
+  if (key != "student_init") check_same_vocabulary(tokenizer_, student_path_, path);
+  return references_[key] = load(path, dtype);
+}
+
+std::shared_ptr<ModelScorer> FrozenModels::teacher(const std::string& path, const std::string& dtype) {
+  check_same_vocabulary(tokenizer_, student_path_, path);
+  return load(path, dtype);
+}
+
+int64_t FrozenModels::align_vocabularies() {
+  const int64_t width = shared_vocab_width(widths_, tokenizer_.vocab_size());
+  for (const auto& model : all_) model->set_vocab_width(width);
+  return width;
+}
+
+TeacherSet load_teachers(const core::Config& config, FrozenModels& models) {
+  TeacherSet set;
+  const double shared_lambda = config.gopd.lambda.value_or(1.0);
+  for (const auto& [name, spec] : config.teachers) {
+    Teacher teacher;
+    teacher.name = name;
+    teacher.model = models.teacher(spec.path, spec.dtype);
+    teacher.lambda = spec.lambda.value_or(shared_lambda);
+    const std::string reference = teacher.lambda == 1.0  ? std::string()
+                                  : spec.reference.empty() ? config.reference.path
+                                                           : spec.reference;
+    spdlog::info("teacher '{}': {} (lambda {}{})", name, spec.path, teacher.lambda,
+                 reference.empty() ? ", reference pass skipped: lambda = 1" : ", reference " + reference);
+    if (!reference.empty()) teacher.reference = models.reference(reference, config.reference.dtype);
+    set.add(std::move(teacher));
+  }
+  return set;
+}
+
+}  // namespace gopd::scoring

@@ -1,0 +1,196 @@
+// The opd / gopd step (see steps.h). π_old is the trainer's own recomputation: taken from the
+// update's forward itself when there is a single update per batch (the weights have not moved
+// yet, so it is the same number), from a no-grad pass before the updates otherwise.
+#include <array>
+#include <chrono>
+#include <map>
+
+#include "gopd/core/error.h"
+#include "gopd/objective/gopd_loss.h"
+#include "gopd/reward/math_verifier.h"
+#include "gopd/reward/task_verifier.h"
+#include "gopd/train/batch_stats.h"
+#include "gopd/train/steps.h"
+
+namespace gopd::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Correctness of a response to a record with an answer: the task checker when the record names
+// a task, the math verifier otherwise (the same rule as `gopd eval`). Logged, not optimised.
+double verify(const data::Record& record, const std::string& response) {
+  const auto task = record.extra.find("task");
+  if (task != record.extra.end() && task->is_string()) {
+    return reward::verify_task(task->get<std::string>(), response, record.answer).reward;
+  }
+  return reward::verify_math(response, record.answer).reward;
+}
+
+// The rollout as the scoring stage receives it: its sequences, each row routed to its record's
+// teacher; "reward/accuracy" where the records have answers.
+scoring::ScoredBatch route(const Job& job, const rollout::RolloutBatch& rollout_batch,
+                           const std::vector<data::Record>& batch, nlohmann::json& line) {
+  scoring::ScoredBatch scored;
+  scored.sequences = scoring::sequences_from_rollout(rollout_batch);
+  scored.rollout_logprobs = rollout_batch.response_logprobs;
+  std::vector<size_t> row_teacher;
+  double correct = 0;
+  int64_t judged = 0;
+  for (int64_t r = 0; r < rollout_batch.response_ids.size(0); ++r) {
+    const data::Record& record = batch[size_t(rollout_batch.group_ids[r].item<int64_t>())];
+    row_teacher.push_back(job.teachers.teacher_of(record));
+    if (record.answer.empty()) continue;
+    correct += verify(record, response_text(rollout_batch, r, *job.tokenizer.tokenizer));
+    ++judged;
+  }
+  scored.routing = job.teachers.route(row_teacher);
+  if (judged > 0) line["reward/accuracy"] = correct / double(judged);
+  return scored;
+}
+
+// Per teacher (the routing, visible): responses scored and the estimate of KL(π_old ‖ π_T)
+// over its tokens, log π_rollout − log π_T.
+void put_teacher_metrics(const Job& job, const scoring::ScoredBatch& scored, nlohmann::json& line) {
+  const torch::Tensor& mask = scored.sequences.mask;
+  const torch::Tensor gap = ((scored.rollout_logprobs - scored.teacher) * mask).sum(1);
+  const torch::Tensor tokens = mask.sum(1);
+  std::map<std::string, std::array<double, 3>> per_teacher;  // gap sum, tokens, responses
+  for (int64_t r = 0; r < mask.size(0); ++r) {
+    std::array<double, 3>& sums = per_teacher[job.teachers.at(scored.routing.teacher[size_t(r)]).name];
+    sums[0] += gap[r].item<double>();
+    sums[1] += tokens[r].item<double>();
+    sums[2] += 1;
+  }
+  for (const auto& [name, sums] : per_teacher) {
+    line["teacher/" + name + "/reverse_kl_estimate"] = sums[0] / std::max(sums[1], 1.0);
+    line["teacher/" + name + "/responses"] = int64_t(sums[2]);
+  }
+}
+
+// The G-OPD loss of a micro-batch, in the objective the job chose; keeps the batch statistics.
+class DistillationLoss {
+ public:
+  DistillationLoss(const Job& job, const scoring::ScoredBatch& scored, const UpdateShape& shape)
+      : job_(job), scored_(scored), shape_(shape), stats(scored.sequences.mask.size(0)) {}
+
+  objective::LossOutput operator()(int64_t begin, int64_t end) {
+    const torch::Tensor student_logits =
+        scoring::target_logits(job_.student, scored_.sequences, begin, end, job_.vocab_width);
+    return job_.objective == DistillObjective::sampled_token ? sampled_token(student_logits, begin, end)
+                                                             : vocabulary(student_logits, begin, end);
+  }
+
+  double entropy_sum = 0;
+  double scoring_seconds = 0;  // the vocabulary objectives' teacher passes, made during the update
+  DistillBatchStats stats;
+
+ private:
+  objective::LossOutput sampled_token(const torch::Tensor& student_logits, int64_t begin, int64_t end) {
+    const core::Config& config = job_.cfg();
+    const torch::Tensor part_mask = scored_.sequences.mask.slice(0, begin, end);
+    const torch::Tensor rollout = scored_.rollout_logprobs.slice(0, begin, end);
+    const kernels::TokenLogprobs student = kernels::token_logprobs(
+        student_logits, scored_.sequences.targets.slice(0, begin, end), config.rollout.temperature, true, job_.impl);
+    objective::GopdTokenLogprobs logprobs;
+    logprobs.teacher = scored_.teacher.slice(0, begin, end);
+    if (scored_.reference.defined()) logprobs.reference = scored_.reference.slice(0, begin, end);
+    logprobs.old = scored_.old.defined() ? scored_.old.slice(0, begin, end) : student.logprobs.detach();
+    objective::GopdLossOptions options;
+    options.agg = job_.agg;
+    options.importance_cap = config.gopd.importance_cap;
+    options.clipped = shape_.several_updates();
+    const torch::Tensor lambda = scored_.routing.lambda_of(begin, end);
+    entropy_sum += (student.entropy.detach() * part_mask).sum().item<double>();
+    stats.add(begin, end, logprobs, lambda, rollout, scored_.routing.own_reference.slice(0, begin, end), part_mask,
+              config.gopd.importance_cap);
+    return objective::gopd_sampled_token_loss(student.logprobs, logprobs, lambda, rollout, part_mask, options);
+  }
+
+  // Full-vocabulary and top-k: the teachers' logits are (rows, T, V) and are not kept between
+  // micro-batches, so they are computed here (again on each pass with several updates).
+  objective::LossOutput vocabulary(const torch::Tensor& student_logits, int64_t begin, int64_t end) {
+    const core::Config& config = job_.cfg();
+    const double temperature = config.rollout.temperature;
+    const torch::Tensor part_targets = scored_.sequences.targets.slice(0, begin, end);
+    const torch::Tensor part_mask = scored_.sequences.mask.slice(0, begin, end);
+    const double lambda = scored_.routing.lambda[size_t(begin)];
+    for (int64_t r = begin; r < end; ++r) {
+      if (scored_.routing.lambda[size_t(r)] != lambda) {
+        core::throw_bad_input("gopd.objective " + config.gopd.objective +
+                              ": teachers with different lambda in one micro-batch are not "
+                              "supported yet; use optim.micro_batch_size: 1 or one lambda");
+      }
+    }
+    const auto scoring_start = Clock::now();
+    const bool with_reference = job_.teachers.at(scored_.routing.teacher[size_t(begin)]).reference != nullptr;
+    const auto [teacher_logits, reference_logits] =
+        job_.teachers.logits(scored_.sequences, scored_.routing, begin, end, with_reference);
+    scoring_seconds += seconds_since(scoring_start);
+    {
+      torch::NoGradGuard no_grad;
+      entropy_sum += (kernels::token_logprobs(student_logits.detach(), part_targets, temperature, true, job_.impl)
+                          .entropy * part_mask).sum().item<double>();
+    }
+    if (job_.objective == DistillObjective::full_vocab) {
+      return objective::gopd_full_vocab_loss(student_logits, teacher_logits, reference_logits, lambda, temperature,
+                                             part_mask, job_.agg, job_.impl);
+    }
+    const objective::TopK top = objective::teacher_top_k(teacher_logits, reference_logits, config.gopd.top_k, temperature);
+    return objective::gopd_top_k_loss(student_logits, top.ids, top.teacher_logprobs, top.reference_logprobs, lambda,
+                                      temperature, part_mask, job_.agg, job_.impl);
+  }
+
+  const Job& job_;
+  const scoring::ScoredBatch& scored_;
+  const UpdateShape shape_;
+};
+
+}  // namespace
+
+void distillation_step(StepContext& context, int64_t step, const std::vector<data::Record>& batch,
+                       nlohmann::json& line) {
+  Job& job = context.job;
+  const core::Config& config = job.cfg();
+  // Rollout: n samples per prompt with the current student.
+  const auto rollout_start = Clock::now();
+  const rollout::RolloutBatch rollout_batch =
+      sample(job, encode_prompts(job, batch), job_seed(job, "rollout/" + std::to_string(step)), config.rollout.n);
+  const double rollout_seconds = seconds_since(rollout_start);
+
+  // Scoring. Sampled-token objective: the teachers' and references' log-probs of every response
+  // token now, and π_old when the weights move before the last update.
+  scoring::ScoredBatch scored = route(job, rollout_batch, batch, line);
+  const UpdateShape shape = update_shape(config.optim, scored.sequences.targets.size(0));
+  double scoring_seconds = 0;
+  if (job.objective == DistillObjective::sampled_token) {
+    const auto scoring_start = Clock::now();
+    job.teachers.score_tokens(scored, shape.micro, config.rollout.temperature, job.impl);
+    if (shape.several_updates()) {
+      scored.old = job.student_scores->response_logprobs(scored.sequences, config.rollout.temperature, shape.micro,
+                                                         job.impl);
+    }
+    scoring_seconds += seconds_since(scoring_start);
+    put_teacher_metrics(job, scored, line);
+  }
+
+  // Objective and update.
+  DistillationLoss loss(job, scored, shape);
+  const auto update_start = Clock::now();
+  context.updater.update(step, scored.sequences.mask, shape,
+                         [&loss](int64_t begin, int64_t end) { return loss(begin, end); }, line);
+  loss.stats.put(line);
+  scoring_seconds += loss.scoring_seconds;
+  const double update_seconds = seconds_since(update_start) - loss.scoring_seconds;
+
+  const double total_tokens = std::max(1.0, scored.sequences.mask.sum().item<double>());
+  put_rollout_metrics(rollout_batch, rollout_seconds, loss.entropy_sum, total_tokens * double(shape.epochs), line);
+  line["perf/scoring_s"] = scoring_seconds;
+  line["perf/update_s"] = update_seconds;
+  line["perf/scoring_tokens_per_s"] = total_tokens / std::max(scoring_seconds, 1e-9);
+  line["perf/update_tokens_per_s"] = total_tokens * double(shape.epochs) / std::max(update_seconds, 1e-9);
+}
+
+}  // namespace gopd::train

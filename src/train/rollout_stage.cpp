@@ -1,0 +1,96 @@
+// The rollout stage and evaluation of the trainer: see steps.h.
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "gopd/train/steps.h"
+
+namespace gopd::train {
+
+std::vector<std::vector<int64_t>> encode_prompts(const Job& job, const std::vector<data::Record>& records) {
+  std::vector<std::vector<int64_t>> prompts;
+  for (const data::Record& record : records) {
+    prompts.push_back(data::encode_prompt(record, job.format, *job.tokenizer.tokenizer));
+  }
+  return prompts;
+}
+
+rollout::GenerationParams generation_params(const Job& job, uint64_t seed) {
+  rollout::GenerationParams params;
+  params.stop_token_ids = job.tokenizer.info.stop_ids;
+  params.seed = seed;
+  params.pad_id = job.pad_id;
+  params.vocab_limit = job.vocab_width;
+  return params;
+}
+
+rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& prompts, uint64_t seed, int64_t n) {
+  const core::RolloutConfig& config = job.cfg().rollout;
+  rollout::GenerationParams params = generation_params(job, seed);
+  params.sampling.temperature = config.temperature;
+  params.sampling.top_p = config.top_p;
+  params.sampling.top_k = config.top_k;
+  params.sampling.min_p = config.min_p;
+  params.n = n;
+  params.max_new_tokens = config.max_new_tokens;
+  params.prefill_chunk = config.prefill_chunk;
+  torch::NoGradGuard no_grad;
+  job.student->eval();
+  rollout::RolloutBatch batch = rollout::generate(job.student, prompts, params);
+  job.student->train();
+  return batch;
+}
+
+std::vector<int64_t> response_tokens(const rollout::RolloutBatch& batch, int64_t row) {
+  const int64_t length = batch.response_mask[row].sum().item<int64_t>();
+  const torch::Tensor ids = batch.response_ids[row].narrow(0, 0, length).contiguous();
+  return std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + length);
+}
+
+std::vector<float> response_logprobs_of(const rollout::RolloutBatch& batch, int64_t row) {
+  const int64_t length = batch.response_mask[row].sum().item<int64_t>();
+  const torch::Tensor values = batch.response_logprobs[row].narrow(0, 0, length).to(torch::kFloat).contiguous();
+  return std::vector<float>(values.data_ptr<float>(), values.data_ptr<float>() + length);
+}
+
+std::string response_text(const rollout::RolloutBatch& batch, int64_t row, const tokenizer::Tokenizer& tokenizer) {
+  return tokenizer.decode(response_tokens(batch, row), true);
+}
+
+double evaluate(Job& job, const std::string& label) {
+  if (job.eval_records.empty()) return -1;
+  const core::Config& config = job.cfg();
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<std::vector<int64_t>> prompts = encode_prompts(job, job.eval_records);
+  rollout::GenerationParams params = generation_params(job, job_seed(job, "eval"));
+  params.sampling.temperature = config.eval.temperature;
+  params.sampling.top_p = config.eval.top_p;
+  params.n = config.eval.samples;
+  params.max_new_tokens = config.eval.max_new_tokens;
+  std::vector<reward::RewardJob> jobs;
+  const size_t chunk = size_t(std::max<int64_t>(1, config.rollout.batch_prompts));
+  {
+    torch::NoGradGuard no_grad;
+    job.student->eval();
+    for (size_t begin = 0; begin < prompts.size(); begin += chunk) {
+      const size_t end = std::min(prompts.size(), begin + chunk);
+      const std::vector<std::vector<int64_t>> part(prompts.begin() + long(begin), prompts.begin() + long(end));
+      const rollout::RolloutBatch batch = rollout::generate(job.student, part, params);
+      for (int64_t r = 0; r < batch.response_ids.size(0); ++r) {
+        jobs.push_back({&job.eval_specs[begin + size_t(batch.group_ids[r].item<int64_t>())],
+                        response_text(batch, r, *job.tokenizer.tokenizer)});
+      }
+    }
+    job.student->train();
+  }
+  // Correctness only: the format reward is a training signal, not accuracy.
+  double correct = 0;
+  for (const reward::RewardResult& result : reward::score_async(jobs, config.reward).get()) correct += result.correct;
+  const double accuracy = jobs.empty() ? 0.0 : correct / double(jobs.size());
+  spdlog::info("eval ({}): avg@{} = {:.4f} on {} prompts ({:.1f} s)", label, config.eval.samples, accuracy,
+               job.eval_records.size(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return accuracy;
+}
+
+}  // namespace gopd::train

@@ -1,0 +1,121 @@
+// The update of a training step: see update.h.
+#include "gopd/train/update.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "gopd/core/error.h"
+#include "gopd/train/lr_schedule.h"
+
+namespace gopd::train {
+namespace {
+
+// Running sums of the micro-batch metrics, each weighted by the micro-batch's share.
+class MetricAccumulator {
+ public:
+  void add(const std::map<std::string, torch::Tensor>& metrics, double weight) {
+    for (const auto& [key, value] : metrics) sums_[key] += weight * value.item<double>();
+  }
+  void put(nlohmann::json& line) const {
+    for (const auto& [key, value] : sums_) line[key] = value;
+  }
+
+ private:
+  std::map<std::string, double> sums_;
+};
+
+}  // namespace
+
+UpdateShape update_shape(const core::OptimConfig& optim, int64_t rows) {
+  UpdateShape shape;
+  shape.epochs = std::max<int64_t>(1, optim.ppo_epochs);
+  shape.mini_batches = std::clamp<int64_t>(optim.mini_batches, 1, std::max<int64_t>(rows, 1));
+  shape.micro = optim.micro_batch_size > 0 ? optim.micro_batch_size : rows;
+  return shape;
+}
+
+Updater::Updater(std::vector<torch::Tensor> parameters, const core::OptimConfig& optim, int64_t total_steps,
+                 int64_t max_nonfinite_steps, objective::LossAgg agg)
+    : parameters_(std::move(parameters)),
+      optim_(optim),
+      total_steps_(total_steps),
+      max_nonfinite_steps_(max_nonfinite_steps),
+      agg_(agg),
+      optimizer_(std::make_unique<torch::optim::AdamW>(parameters_, torch::optim::AdamWOptions(optim.lr)
+                                                                        .betas({optim.beta1, optim.beta2})
+                                                                        .eps(optim.eps)
+                                                                        .weight_decay(optim.weight_decay))) {}
+
+void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape& shape, const MicroBatchLoss& loss_of,
+                     nlohmann::json& line) {
+  const int64_t rows = mask.size(0);
+  const double updates = double(shape.epochs * shape.mini_batches);
+  // Each micro-batch's loss is weighted by its share of what the mini-batch's loss averages
+  // over (tokens, or sequences with at least one token), so that accumulation gives the loss
+  // of the whole mini-batch in one piece.
+  const bool by_tokens = agg_ == objective::LossAgg::token_mean;
+  const auto units = [&](int64_t begin, int64_t end) {
+    const torch::Tensor part = mask.slice(0, begin, end);
+    return by_tokens ? part.sum().item<double>() : (part.sum(1) > 0).sum().item<double>();
+  };
+  MetricAccumulator metrics;
+  double grad_norm_sum = 0;
+  int64_t applied = 0;
+  for (int64_t epoch = 0; epoch < shape.epochs; ++epoch) {
+    for (int64_t part = 0; part < shape.mini_batches; ++part) {
+      // Mini-batch `part`: a contiguous slice of the rows (the rows of one prompt stay together).
+      const int64_t first = rows * part / shape.mini_batches;
+      const int64_t last = rows * (part + 1) / shape.mini_batches;
+      const double part_units = std::max(1.0, units(first, last));
+      optimizer_->zero_grad();
+      double loss = 0;
+      for (int64_t begin = first; begin < last; begin += shape.micro) {
+        const int64_t end = std::min(last, begin + shape.micro);
+        const double share = units(begin, end) / part_units;
+        const objective::LossOutput output = loss_of(begin, end);
+        (output.loss * share).backward();
+        loss += share * output.loss.item<double>();
+        metrics.add(output.metrics, share / updates);
+      }
+      double grad_norm = 0;
+      if (apply(step, loss, grad_norm)) ++applied;
+      grad_norm_sum += grad_norm;
+    }
+  }
+  metrics.put(line);
+  line["optim/lr"] = learning_rate(optim_, step, total_steps_);
+  line["optim/grad_norm"] = grad_norm_sum / updates;
+  line["optim/updates"] = applied;
+  if (applied < int64_t(updates)) line["optim/skipped"] = int64_t(updates) - applied;
+}
+
+bool Updater::apply(int64_t step, double loss, double& grad_norm) {
+  const double lr = learning_rate(optim_, step, total_steps_);
+  for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  const double max_norm = optim_.grad_clip > 0 ? optim_.grad_clip : std::numeric_limits<double>::infinity();
+  grad_norm = torch::nn::utils::clip_grad_norm_(parameters_, max_norm);
+  if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
+    optimizer_->zero_grad();
+    ++counters_.nonfinite_in_a_row;
+    ++counters_.skipped;
+    spdlog::warn("step {}: non-finite {} — update skipped ({} in a row)", step + 1,
+                 std::isfinite(loss) ? "gradient norm" : "loss", counters_.nonfinite_in_a_row);
+    if (counters_.nonfinite_in_a_row >= max_nonfinite_steps_) {
+      core::throw_runtime_failure("stopping: " + std::to_string(counters_.nonfinite_in_a_row) +
+                                  " updates in a row had a non-finite loss or gradient norm "
+                                  "(train.max_nonfinite_steps); lower optim.lr or check the data");
+    }
+    return false;
+  }
+  counters_.nonfinite_in_a_row = 0;
+  optimizer_->step();
+  ++counters_.applied;
+  return true;
+}
+
+}  // namespace gopd::train
