@@ -37,17 +37,7 @@ int main() {
   const int64_t threads = std::max<int64_t>(1, std::thread::hardware_concurrency());
   at::set_num_threads(static_cast<int>(threads));
   torch::manual_seed(0);
-  gopd::model::ModelConfig config;
-  config.model_type = "qwen3";
-  config.vocab_size = 4096;
-  config.hidden_size = 256;
-  config.intermediate_size = 768;
-  config.num_hidden_layers = 4;
-  config.num_attention_heads = 4;
-  config.num_key_value_heads = 2;
-  config.head_dim = 64;
-  config.qk_norm = true;
-  config.tie_word_embeddings = true;
+  const gopd::model::ModelConfig config = gopd::model::model_config_for("qwen3", 4096, 256, 4, 4, 2, 768);
   gopd::model::Transformer model(config);
   gopd::model::initialize_weights(model);
   model->eval();

@@ -28,17 +28,7 @@ constexpr int64_t kPromptTokens = 32;
 
 nlohmann::json run_one(int64_t batch, bool use_cache, int64_t new_tokens) {
   at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  gopd::model::ModelConfig config;
-  config.model_type = "qwen3";
-  config.vocab_size = 1024;
-  config.hidden_size = 256;
-  config.intermediate_size = 768;
-  config.num_hidden_layers = 4;
-  config.num_attention_heads = 4;
-  config.num_key_value_heads = 2;
-  config.head_dim = 64;
-  config.qk_norm = true;
-  config.tie_word_embeddings = true;
+  const gopd::model::ModelConfig config = gopd::model::model_config_for("qwen3", 1024, 256, 4, 4, 2, 768);
   torch::manual_seed(0);
   gopd::model::Transformer model(config);
   gopd::model::initialize_weights(model);

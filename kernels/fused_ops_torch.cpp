@@ -162,6 +162,24 @@ void check_launch(const char* op, int status) {
 }
 #endif
 
+// Runs an op's kernels on (n, v) rows: for CUDA tensors the launcher `launch(stream)` on the
+// tensor's current stream (its status checked), otherwise the CPU row kernel `rows(range)` on
+// row ranges.
+template <typename Launch, typename Rows>
+void run_kernels(const char* op, const torch::Tensor& tensor, int64_t n, int64_t v, Launch&& launch,
+                 Rows&& rows) {
+  if (tensor.is_cuda()) {
+#if GOPD_TORCH_CUDA
+    check_launch(op, launch(current_stream(tensor)));
+#else
+    (void)launch;
+    no_cuda(op);
+#endif
+  } else {
+    for_row_ranges(n, v, rows);
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // token_logprobs
 
@@ -178,23 +196,18 @@ class TokenLogprobsFunction : public torch::autograd::Function<TokenLogprobsFunc
     torch::Tensor lse = row_floats(logits, n);
     const cuda::Rows view = rows_view(logits);
     const float t = float(temperature);
-    if (logits.is_cuda()) {
-#if GOPD_TORCH_CUDA
-      check_launch("token_logprobs",
-                   cuda::token_logprobs_forward(view, n, v, tokens_c.data_ptr<int64_t>(), t,
-                                                logprobs.data_ptr<float>(),
-                                                entropy.data_ptr<float>(), lse.data_ptr<float>(),
-                                                current_stream(logits)));
-#else
-      no_cuda("token_logprobs");
-#endif
-    } else {
-      for_row_ranges(n, v, [&](cpu::RowRange range) {
-        cpu::token_logprobs_forward(view, v, tokens_c.data_ptr<int64_t>(), t,
-                                    logprobs.data_ptr<float>(), entropy.data_ptr<float>(),
-                                    lse.data_ptr<float>(), range);
-      });
-    }
+    run_kernels(
+        "token_logprobs", logits, n, v,
+        [&](void* stream) {
+          return cuda::token_logprobs_forward(view, n, v, tokens_c.data_ptr<int64_t>(), t,
+                                              logprobs.data_ptr<float>(), entropy.data_ptr<float>(),
+                                              lse.data_ptr<float>(), stream);
+        },
+        [&](cpu::RowRange range) {
+          cpu::token_logprobs_forward(view, v, tokens_c.data_ptr<int64_t>(), t,
+                                      logprobs.data_ptr<float>(), entropy.data_ptr<float>(),
+                                      lse.data_ptr<float>(), range);
+        });
     ctx->save_for_backward({logits, tokens_c, lse, entropy});
     ctx->saved_data["temperature"] = temperature;
     return {logprobs, entropy};
@@ -214,25 +227,18 @@ class TokenLogprobsFunction : public torch::autograd::Function<TokenLogprobsFunc
     torch::Tensor grad_logits = torch::empty({n, v}, logits.options());
     const cuda::Rows view = rows_view(logits);
     const float* entropy_data = grad_entropy.defined() ? entropy.data_ptr<float>() : nullptr;
-    if (logits.is_cuda()) {
-#if GOPD_TORCH_CUDA
-      check_launch("token_logprobs",
-                   cuda::token_logprobs_backward(view, n, v, tokens.data_ptr<int64_t>(), t,
-                                                 lse.data_ptr<float>(), entropy_data,
-                                                 float_data(grad_logprobs),
-                                                 float_data(grad_entropy),
-                                                 grad_logits.data_ptr(), current_stream(logits)));
-#else
-      no_cuda("token_logprobs");
-#endif
-    } else {
-      for_row_ranges(n, v, [&](cpu::RowRange range) {
-        cpu::token_logprobs_backward(view, v, tokens.data_ptr<int64_t>(), t,
-                                     lse.data_ptr<float>(), entropy_data,
-                                     float_data(grad_logprobs), float_data(grad_entropy),
-                                     grad_logits.data_ptr(), range);
-      });
-    }
+    run_kernels(
+        "token_logprobs", logits, n, v,
+        [&](void* stream) {
+          return cuda::token_logprobs_backward(
+              view, n, v, tokens.data_ptr<int64_t>(), t, lse.data_ptr<float>(), entropy_data,
+              float_data(grad_logprobs), float_data(grad_entropy), grad_logits.data_ptr(), stream);
+        },
+        [&](cpu::RowRange range) {
+          cpu::token_logprobs_backward(
+              view, v, tokens.data_ptr<int64_t>(), t, lse.data_ptr<float>(), entropy_data,
+              float_data(grad_logprobs), float_data(grad_entropy), grad_logits.data_ptr(), range);
+        });
     return {grad_logits, torch::Tensor(), torch::Tensor()};
   }
 };
@@ -257,23 +263,18 @@ class GopdKlFunction : public torch::autograd::Function<GopdKlFunction> {
     const cuda::Rows s = rows_view(student);
     const cuda::Rows t = rows_view(teacher);
     const cuda::Rows r = rows_view(reference);
-    if (student.is_cuda()) {
-#if GOPD_TORCH_CUDA
-      check_launch("gopd_kl", cuda::gopd_kl_forward(s, t, r, n, v, float(lambda),
-                                                    float(temperature), loss.data_ptr<float>(),
-                                                    lse_s.data_ptr<float>(),
-                                                    lse_a.data_ptr<float>(),
-                                                    current_stream(student)));
-#else
-      no_cuda("gopd_kl");
-#endif
-    } else {
-      for_row_ranges(n, v, [&](cpu::RowRange range) {
-        cpu::gopd_kl_forward(s, t, r, v, float(lambda), float(temperature),
-                             loss.data_ptr<float>(), lse_s.data_ptr<float>(),
-                             lse_a.data_ptr<float>(), range);
-      });
-    }
+    run_kernels(
+        "gopd_kl", student, n, v,
+        [&](void* stream) {
+          return cuda::gopd_kl_forward(s, t, r, n, v, float(lambda), float(temperature),
+                                       loss.data_ptr<float>(), lse_s.data_ptr<float>(),
+                                       lse_a.data_ptr<float>(), stream);
+        },
+        [&](cpu::RowRange range) {
+          cpu::gopd_kl_forward(s, t, r, v, float(lambda), float(temperature),
+                               loss.data_ptr<float>(), lse_s.data_ptr<float>(),
+                               lse_a.data_ptr<float>(), range);
+        });
     ctx->save_for_backward({student, teacher, reference_arg, lse_s, lse_a, loss});
     ctx->saved_data["lambda"] = lambda;
     ctx->saved_data["temperature"] = temperature;
@@ -292,23 +293,19 @@ class GopdKlFunction : public torch::autograd::Function<GopdKlFunction> {
     const cuda::Rows s = rows_view(student);
     const cuda::Rows t = rows_view(saved[1]);
     const cuda::Rows r = rows_view(saved[2].numel() > 0 ? saved[2] : torch::Tensor());
-    if (student.is_cuda()) {
-#if GOPD_TORCH_CUDA
-      check_launch("gopd_kl",
-                   cuda::gopd_kl_backward(s, t, r, n, v, lambda, temperature,
-                                          saved[3].data_ptr<float>(), saved[4].data_ptr<float>(),
-                                          saved[5].data_ptr<float>(), grad_loss.data_ptr<float>(),
-                                          grad_student.data_ptr(), current_stream(student)));
-#else
-      no_cuda("gopd_kl");
-#endif
-    } else {
-      for_row_ranges(n, v, [&](cpu::RowRange range) {
-        cpu::gopd_kl_backward(s, t, r, v, lambda, temperature, saved[3].data_ptr<float>(),
-                              saved[4].data_ptr<float>(), saved[5].data_ptr<float>(),
-                              grad_loss.data_ptr<float>(), grad_student.data_ptr(), range);
-      });
-    }
+    run_kernels(
+        "gopd_kl", student, n, v,
+        [&](void* stream) {
+          return cuda::gopd_kl_backward(s, t, r, n, v, lambda, temperature,
+                                        saved[3].data_ptr<float>(), saved[4].data_ptr<float>(),
+                                        saved[5].data_ptr<float>(), grad_loss.data_ptr<float>(),
+                                        grad_student.data_ptr(), stream);
+        },
+        [&](cpu::RowRange range) {
+          cpu::gopd_kl_backward(s, t, r, v, lambda, temperature, saved[3].data_ptr<float>(),
+                                saved[4].data_ptr<float>(), saved[5].data_ptr<float>(),
+                                grad_loss.data_ptr<float>(), grad_student.data_ptr(), range);
+        });
     return {grad_student, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -332,26 +329,20 @@ class GopdKlTopkFunction : public torch::autograd::Function<GopdKlTopkFunction> 
     torch::Tensor lse_s = row_floats(student, n);
     torch::Tensor d = torch::empty({n, k + 1}, student.options().dtype(torch::kFloat));
     const cuda::Rows s = rows_view(student);
-    if (student.is_cuda()) {
-#if GOPD_TORCH_CUDA
-      check_launch("gopd_kl_topk",
-                   cuda::gopd_kl_topk_forward(s, n, v, ids.data_ptr<int64_t>(),
-                                              teacher_lp.data_ptr<float>(),
-                                              float_data(reference_lp), k, float(lambda),
-                                              float(temperature), loss.data_ptr<float>(),
-                                              lse_s.data_ptr<float>(), d.data_ptr<float>(),
-                                              current_stream(student)));
-#else
-      no_cuda("gopd_kl_topk");
-#endif
-    } else {
-      for_row_ranges(n, v, [&](cpu::RowRange range) {
-        cpu::gopd_kl_topk_forward(s, v, ids.data_ptr<int64_t>(), teacher_lp.data_ptr<float>(),
-                                  float_data(reference_lp), k, float(lambda),
-                                  float(temperature), loss.data_ptr<float>(),
-                                  lse_s.data_ptr<float>(), d.data_ptr<float>(), range);
-      });
-    }
+    run_kernels(
+        "gopd_kl_topk", student, n, v,
+        [&](void* stream) {
+          return cuda::gopd_kl_topk_forward(
+              s, n, v, ids.data_ptr<int64_t>(), teacher_lp.data_ptr<float>(),
+              float_data(reference_lp), k, float(lambda), float(temperature),
+              loss.data_ptr<float>(), lse_s.data_ptr<float>(), d.data_ptr<float>(), stream);
+        },
+        [&](cpu::RowRange range) {
+          cpu::gopd_kl_topk_forward(s, v, ids.data_ptr<int64_t>(), teacher_lp.data_ptr<float>(),
+                                    float_data(reference_lp), k, float(lambda), float(temperature),
+                                    loss.data_ptr<float>(), lse_s.data_ptr<float>(),
+                                    d.data_ptr<float>(), range);
+        });
     ctx->save_for_backward({student, ids, lse_s, d});
     ctx->saved_data["temperature"] = temperature;
     return loss;
@@ -368,25 +359,19 @@ class GopdKlTopkFunction : public torch::autograd::Function<GopdKlTopkFunction> 
     const int64_t k = ids.size(1);
     torch::Tensor grad_student = torch::empty({n, v}, student.options());
     const cuda::Rows s = rows_view(student);
-    if (student.is_cuda()) {
-#if GOPD_TORCH_CUDA
-      check_launch("gopd_kl_topk",
-                   cuda::gopd_kl_topk_backward(s, n, v, ids.data_ptr<int64_t>(), k, temperature,
-                                               saved[2].data_ptr<float>(),
-                                               saved[3].data_ptr<float>(),
-                                               grad_loss.data_ptr<float>(),
-                                               grad_student.data_ptr(), current_stream(student)));
-#else
-      no_cuda("gopd_kl_topk");
-#endif
-    } else {
-      for_row_ranges(n, v, [&](cpu::RowRange range) {
-        cpu::gopd_kl_topk_backward(s, v, ids.data_ptr<int64_t>(), k, temperature,
-                                   saved[2].data_ptr<float>(), saved[3].data_ptr<float>(),
-                                   grad_loss.data_ptr<float>(),
-                                   grad_student.data_ptr(), range);
-      });
-    }
+    run_kernels(
+        "gopd_kl_topk", student, n, v,
+        [&](void* stream) {
+          return cuda::gopd_kl_topk_backward(s, n, v, ids.data_ptr<int64_t>(), k, temperature,
+                                             saved[2].data_ptr<float>(), saved[3].data_ptr<float>(),
+                                             grad_loss.data_ptr<float>(), grad_student.data_ptr(),
+                                             stream);
+        },
+        [&](cpu::RowRange range) {
+          cpu::gopd_kl_topk_backward(s, v, ids.data_ptr<int64_t>(), k, temperature,
+                                     saved[2].data_ptr<float>(), saved[3].data_ptr<float>(),
+                                     grad_loss.data_ptr<float>(), grad_student.data_ptr(), range);
+        });
     return {grad_student, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor()};
   }
@@ -492,27 +477,22 @@ LogratioReward gopd_logratio_reward(const torch::Tensor& student, const torch::T
   result.lp_student = row_floats(s, n);
   result.lp_teacher = row_floats(s, n);
   if (r.defined()) result.lp_reference = row_floats(s, n);
-  if (s.is_cuda()) {
-#if GOPD_TORCH_CUDA
-    check_launch(op, cuda::gopd_logratio_reward(
-                         rows_view(s), rows_view(t), rows_view(r), n, v,
-                         tokens_c.data_ptr<int64_t>(), float(lambda), float(temperature),
-                         result.advantage.data_ptr<float>(), result.lp_student.data_ptr<float>(),
-                         result.lp_teacher.data_ptr<float>(),
-                         float_data_mutable(result.lp_reference), current_stream(s)));
-#else
-    no_cuda(op);
-#endif
-  } else {
-    for_row_ranges(n, v, [&](cpu::RowRange range) {
-      cpu::gopd_logratio_reward(rows_view(s), rows_view(t), rows_view(r), v,
-                                tokens_c.data_ptr<int64_t>(), float(lambda), float(temperature),
-                                result.advantage.data_ptr<float>(),
-                                result.lp_student.data_ptr<float>(),
-                                result.lp_teacher.data_ptr<float>(),
-                                float_data_mutable(result.lp_reference), range);
-    });
-  }
+  run_kernels(
+      op, s, n, v,
+      [&](void* stream) {
+        return cuda::gopd_logratio_reward(
+            rows_view(s), rows_view(t), rows_view(r), n, v, tokens_c.data_ptr<int64_t>(),
+            float(lambda), float(temperature), result.advantage.data_ptr<float>(),
+            result.lp_student.data_ptr<float>(), result.lp_teacher.data_ptr<float>(),
+            float_data_mutable(result.lp_reference), stream);
+      },
+      [&](cpu::RowRange range) {
+        cpu::gopd_logratio_reward(
+            rows_view(s), rows_view(t), rows_view(r), v, tokens_c.data_ptr<int64_t>(),
+            float(lambda), float(temperature), result.advantage.data_ptr<float>(),
+            result.lp_student.data_ptr<float>(), result.lp_teacher.data_ptr<float>(),
+            float_data_mutable(result.lp_reference), range);
+      });
   for (torch::Tensor* out : {&result.advantage, &result.lp_student, &result.lp_teacher,
                              &result.lp_reference}) {
     if (out->defined()) *out = out->view(tokens.sizes());

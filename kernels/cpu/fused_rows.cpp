@@ -263,26 +263,59 @@ GOPD_INLINE void token_logprobs_backward_body(Rows logits, int64_t v, const int6
 // ---------------------------------------------------------------------------------------
 // gopd_kl
 
+// The two operands of a gopd_kl row, chunk by chunk: s = the student's logits / T and a = the
+// target's (the teacher's, extrapolated from the reference with λ), kChunk columns at a time.
+template <typename Elem, bool kHasReference>
+class KlRowChunks {
+ public:
+  KlRowChunks(Rows student, Rows teacher, Rows reference, float lambda, float temperature)
+      : student_(student), teacher_(teacher), reference_(reference), temperature_(temperature),
+        buffer_(2 * kChunk), s(buffer_.data()), a(s + kChunk) {
+    const auto [teacher_coef, reference_coef] = target_coefficients(kHasReference, lambda);
+    teacher_coef_ = teacher_coef;
+    reference_coef_ = reference_coef;
+  }
+  GOPD_INLINE void start_row(int64_t row) {
+    zs_ = row_pointer<Elem>(student_, row);
+    zt_ = row_pointer<Elem>(teacher_, row);
+    zr_ = kHasReference ? row_pointer<Elem>(reference_, row) : nullptr;
+  }
+  // Columns [start, start + count) of the row into s and a.
+  GOPD_INLINE void load(int64_t start, int64_t count) {
+    load_scaled(zs_ + start, count, temperature_, s);
+    load_target<Elem, kHasReference>(zt_ + start, kHasReference ? zr_ + start : nullptr, count,
+                                     temperature_, teacher_coef_, reference_coef_, a);
+  }
+
+ private:
+  Rows student_, teacher_, reference_;
+  float temperature_;
+  float teacher_coef_ = 0.0f, reference_coef_ = 0.0f;
+  std::vector<float> buffer_;
+  const Elem* zs_ = nullptr;
+  const Elem* zt_ = nullptr;
+  const Elem* zr_ = nullptr;
+
+ public:
+  float* s;
+  float* a;
+};
+
 template <typename Elem, bool kHasReference>
 GOPD_INLINE void gopd_kl_forward_body(Rows student, Rows teacher, Rows reference, int64_t v,
                                       float lambda, float temperature, float* loss,
                                       float* lse_s_out, float* lse_a_out, RowRange range) {
-  std::vector<float> buffer(2 * kChunk);
-  float* s = buffer.data();
-  float* a = s + kChunk;
-  const auto [teacher_coef, reference_coef] = target_coefficients(kHasReference, lambda);
+  KlRowChunks<Elem, kHasReference> chunks(student, teacher, reference, lambda, temperature);
+  float* s = chunks.s;
+  const float* a = chunks.a;
   for (int64_t row = range.begin; row < range.end; ++row) {
-    const Elem* zs = row_pointer<Elem>(student, row);
-    const Elem* zt = row_pointer<Elem>(teacher, row);
-    const Elem* zr = kHasReference ? row_pointer<Elem>(reference, row) : nullptr;
+    chunks.start_row(row);
     OnlineLse lse_s;
     OnlineLse lse_a;
     float cross = 0.0f;  // Σ e_v · (s_v − a_v) with e_v = exp(s_v − lse_s.max)
     for (int64_t start = 0; start < v; start += kChunk) {
       const int64_t count = std::min(kChunk, v - start);
-      load_scaled(zs + start, count, temperature, s);
-      load_target<Elem, kHasReference>(zt + start, kHasReference ? zr + start : nullptr,
-                                       count, temperature, teacher_coef, reference_coef, a);
+      chunks.load(start, count);
       lse_a.add_chunk(a, count);
       cross *= lse_s.rebase(chunk_max(s, count));
       if (lse_s.max == kNegInf) continue;
@@ -312,14 +345,11 @@ GOPD_INLINE void gopd_kl_backward_body(Rows student, Rows teacher, Rows referenc
                                        const float* lse_a, const float* loss,
                                        const float* grad_loss, Elem* grad_student,
                                        RowRange range) {
-  std::vector<float> buffer(2 * kChunk);
-  float* s = buffer.data();
-  float* a = s + kChunk;
-  const auto [teacher_coef, reference_coef] = target_coefficients(kHasReference, lambda);
+  KlRowChunks<Elem, kHasReference> chunks(student, teacher, reference, lambda, temperature);
+  const float* s = chunks.s;
+  const float* a = chunks.a;
   for (int64_t row = range.begin; row < range.end; ++row) {
-    const Elem* zs = row_pointer<Elem>(student, row);
-    const Elem* zt = row_pointer<Elem>(teacher, row);
-    const Elem* zr = kHasReference ? row_pointer<Elem>(reference, row) : nullptr;
+    chunks.start_row(row);
     Elem* out = grad_student + row * v;
     const float ls = lse_s[row];
     const float la = lse_a[row];
@@ -327,9 +357,7 @@ GOPD_INLINE void gopd_kl_backward_body(Rows student, Rows teacher, Rows referenc
     const float g = grad_loss[row] / temperature;
     for (int64_t start = 0; start < v; start += kChunk) {
       const int64_t count = std::min(kChunk, v - start);
-      load_scaled(zs + start, count, temperature, s);
-      load_target<Elem, kHasReference>(zt + start, kHasReference ? zr + start : nullptr,
-                                       count, temperature, teacher_coef, reference_coef, a);
+      chunks.load(start, count);
 #pragma omp simd
       for (int64_t i = 0; i < count; ++i) {
         const float log_p = s[i] - ls;

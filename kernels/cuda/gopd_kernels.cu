@@ -1045,6 +1045,35 @@ void launch_topk_backward(const Rows& student, int64_t n, int v, const int64_t* 
       grad_loss, static_cast<T*>(grad_student));
 }
 
+// What every launcher hands its typed launch: the stream, T's factors and V as an int.
+struct Launch {
+  cudaStream_t stream;
+  Temperature temp;
+  int v;
+};
+
+template <typename T>
+struct ElemTag {
+  using type = T;
+};
+template <typename Tag>
+using ElemOf = typename Tag::type;
+
+// The common part of the launchers after validation: nothing to launch for n = 0; otherwise
+// `launch(ElemTag<element type>, Launch)` for the operands' dtype, then the launch status.
+template <typename Fn>
+int launch_rows(DType dtype, int64_t n, int64_t v, float temperature, void* stream, Fn&& launch) {
+  if (n == 0) return 0;
+  const Launch l{static_cast<cudaStream_t>(stream), temperature_factors(temperature),
+                 static_cast<int>(v)};
+  if (dtype == DType::f32) {
+    launch(ElemTag<float>{}, l);
+  } else {
+    launch(ElemTag<__nv_bfloat16>{}, l);
+  }
+  return launch_status();
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -1070,16 +1099,10 @@ int token_logprobs_forward(Rows logits, int64_t n, int64_t v, const int64_t* tok
   if (!valid_shape(n, v) || !valid_temperature(temperature) || !valid_dtype(logits.dtype)) {
     return kInvalid;
   }
-  if (n == 0) return 0;
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const Temperature temp = temperature_factors(temperature);
-  const int vi = static_cast<int>(v);
-  if (logits.dtype == DType::f32) {
-    launch_token_forward<float>(logits, n, vi, tokens, temp, logprob, entropy, lse, s);
-  } else {
-    launch_token_forward<__nv_bfloat16>(logits, n, vi, tokens, temp, logprob, entropy, lse, s);
-  }
-  return launch_status();
+  return launch_rows(logits.dtype, n, v, temperature, stream, [&](auto tag, const Launch& l) {
+    launch_token_forward<ElemOf<decltype(tag)>>(logits, n, l.v, tokens, l.temp, logprob, entropy,
+                                                lse, l.stream);
+  });
 }
 
 int token_logprobs_backward(Rows logits, int64_t n, int64_t v, const int64_t* tokens,
@@ -1089,18 +1112,10 @@ int token_logprobs_backward(Rows logits, int64_t n, int64_t v, const int64_t* to
   if (!valid_shape(n, v) || !valid_temperature(temperature) || !valid_dtype(logits.dtype)) {
     return kInvalid;
   }
-  if (n == 0) return 0;
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const Temperature temp = temperature_factors(temperature);
-  const int vi = static_cast<int>(v);
-  if (logits.dtype == DType::f32) {
-    launch_token_backward<float>(logits, n, vi, tokens, temp, lse, entropy, grad_logprob,
-                                 grad_entropy, grad_logits, s);
-  } else {
-    launch_token_backward<__nv_bfloat16>(logits, n, vi, tokens, temp, lse, entropy, grad_logprob,
-                                         grad_entropy, grad_logits, s);
-  }
-  return launch_status();
+  return launch_rows(logits.dtype, n, v, temperature, stream, [&](auto tag, const Launch& l) {
+    launch_token_backward<ElemOf<decltype(tag)>>(logits, n, l.v, tokens, l.temp, lse, entropy,
+                                                 grad_logprob, grad_entropy, grad_logits, l.stream);
+  });
 }
 
 int gopd_kl_forward(Rows student, Rows teacher, Rows reference, int64_t n, int64_t v, float lambda,
@@ -1109,16 +1124,10 @@ int gopd_kl_forward(Rows student, Rows teacher, Rows reference, int64_t n, int64
   if (!valid_shape(n, v) || !valid_temperature(temperature) || !same_dtype(student, target)) {
     return kInvalid;
   }
-  if (n == 0) return 0;
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const Temperature temp = temperature_factors(temperature);
-  const int vi = static_cast<int>(v);
-  if (student.dtype == DType::f32) {
-    launch_kl_forward_any<float>(student, target, n, vi, temp, loss, lse_s, lse_a, s);
-  } else {
-    launch_kl_forward_any<__nv_bfloat16>(student, target, n, vi, temp, loss, lse_s, lse_a, s);
-  }
-  return launch_status();
+  return launch_rows(student.dtype, n, v, temperature, stream, [&](auto tag, const Launch& l) {
+    launch_kl_forward_any<ElemOf<decltype(tag)>>(student, target, n, l.v, l.temp, loss, lse_s,
+                                                 lse_a, l.stream);
+  });
 }
 
 int gopd_kl_backward(Rows student, Rows teacher, Rows reference, int64_t n, int64_t v, float lambda,
@@ -1128,18 +1137,10 @@ int gopd_kl_backward(Rows student, Rows teacher, Rows reference, int64_t n, int6
   if (!valid_shape(n, v) || !valid_temperature(temperature) || !same_dtype(student, target)) {
     return kInvalid;
   }
-  if (n == 0) return 0;
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const Temperature temp = temperature_factors(temperature);
-  const int vi = static_cast<int>(v);
-  if (student.dtype == DType::f32) {
-    launch_kl_backward_any<float>(student, target, n, vi, temp, lse_s, lse_a, loss, grad_loss,
-                                  grad_student, s);
-  } else {
-    launch_kl_backward_any<__nv_bfloat16>(student, target, n, vi, temp, lse_s, lse_a, loss,
-                                          grad_loss, grad_student, s);
-  }
-  return launch_status();
+  return launch_rows(student.dtype, n, v, temperature, stream, [&](auto tag, const Launch& l) {
+    launch_kl_backward_any<ElemOf<decltype(tag)>>(student, target, n, l.v, l.temp, lse_s, lse_a,
+                                                  loss, grad_loss, grad_student, l.stream);
+  });
 }
 
 int gopd_logratio_reward(Rows student, Rows teacher, Rows reference, int64_t n, int64_t v,
@@ -1150,18 +1151,11 @@ int gopd_logratio_reward(Rows student, Rows teacher, Rows reference, int64_t n, 
       teacher.dtype != student.dtype || (has_ref && reference.dtype != student.dtype)) {
     return kInvalid;
   }
-  if (n == 0) return 0;
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const Temperature temp = temperature_factors(temperature);
-  const int vi = static_cast<int>(v);
-  if (student.dtype == DType::f32) {
-    launch_logratio<float>(student, teacher, reference, n, vi, tokens, lambda, temp, advantage,
-                           lp_student, lp_teacher, lp_reference, s);
-  } else {
-    launch_logratio<__nv_bfloat16>(student, teacher, reference, n, vi, tokens, lambda, temp,
-                                   advantage, lp_student, lp_teacher, lp_reference, s);
-  }
-  return launch_status();
+  return launch_rows(student.dtype, n, v, temperature, stream, [&](auto tag, const Launch& l) {
+    launch_logratio<ElemOf<decltype(tag)>>(student, teacher, reference, n, l.v, tokens, lambda,
+                                           l.temp, advantage, lp_student, lp_teacher, lp_reference,
+                                           l.stream);
+  });
 }
 
 int gopd_kl_topk_forward(Rows student, int64_t n, int64_t v, const int64_t* teacher_ids,
@@ -1172,22 +1166,16 @@ int gopd_kl_topk_forward(Rows student, int64_t n, int64_t v, const int64_t* teac
       k < 0 || k > v) {
     return kInvalid;
   }
-  if (n == 0) return 0;
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
   const bool has_ref = ref_logprobs != nullptr;
   // cR = 1 − λ rounded to fp32 as gopd_kl forms it (λ = 1 gives exactly cR = 0).
   const double c_t = has_ref ? static_cast<double>(lambda) : 1.0;
   const double c_r = has_ref ? static_cast<double>(1.0f - lambda) : 0.0;
-  const Temperature temp = temperature_factors(temperature);
-  const int vi = static_cast<int>(v), ki = static_cast<int>(k);
-  if (student.dtype == DType::f32) {
-    launch_topk_forward<float>(student, n, vi, teacher_ids, teacher_logprobs, ref_logprobs, ki, c_t,
-                               c_r, temp, loss, lse_s, d, s);
-  } else {
-    launch_topk_forward<__nv_bfloat16>(student, n, vi, teacher_ids, teacher_logprobs, ref_logprobs,
-                                       ki, c_t, c_r, temp, loss, lse_s, d, s);
-  }
-  return launch_status();
+  const int ki = static_cast<int>(k);
+  return launch_rows(student.dtype, n, v, temperature, stream, [&](auto tag, const Launch& l) {
+    launch_topk_forward<ElemOf<decltype(tag)>>(student, n, l.v, teacher_ids, teacher_logprobs,
+                                               ref_logprobs, ki, c_t, c_r, l.temp, loss, lse_s, d,
+                                               l.stream);
+  });
 }
 
 int gopd_kl_topk_backward(Rows student, int64_t n, int64_t v, const int64_t* teacher_ids, int64_t k,
@@ -1197,18 +1185,11 @@ int gopd_kl_topk_backward(Rows student, int64_t n, int64_t v, const int64_t* tea
       k < 0 || k > v) {
     return kInvalid;
   }
-  if (n == 0) return 0;
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const Temperature temp = temperature_factors(temperature);
-  const int vi = static_cast<int>(v), ki = static_cast<int>(k);
-  if (student.dtype == DType::f32) {
-    launch_topk_backward<float>(student, n, vi, teacher_ids, ki, temp, lse_s, d, grad_loss,
-                                grad_student, s);
-  } else {
-    launch_topk_backward<__nv_bfloat16>(student, n, vi, teacher_ids, ki, temp, lse_s, d, grad_loss,
-                                        grad_student, s);
-  }
-  return launch_status();
+  const int ki = static_cast<int>(k);
+  return launch_rows(student.dtype, n, v, temperature, stream, [&](auto tag, const Launch& l) {
+    launch_topk_backward<ElemOf<decltype(tag)>>(student, n, l.v, teacher_ids, ki, l.temp, lse_s, d,
+                                                grad_loss, grad_student, l.stream);
+  });
 }
 
 }  // namespace gopd::kernels::cuda

@@ -81,17 +81,8 @@ void build_inputs(const fs::path& directory, const TrainBenchOptions& options, s
   tokenizer::train_tokenizer(tokenizer_options);
   const tokenizer::LoadedTokenizer loaded = tokenizer::load_tokenizer(tokenizer_options.out);
   for (const std::string name : {"student", "teacher"}) {
-    model::ModelConfig config;
-    config.model_type = "qwen3";
-    config.vocab_size = loaded.tokenizer->vocab_size();
-    config.hidden_size = options.hidden;
-    config.num_hidden_layers = options.layers;
-    config.num_attention_heads = 4;
-    config.num_key_value_heads = 2;
-    config.head_dim = options.hidden / 4;
-    config.intermediate_size = 3 * options.hidden;
-    config.tie_word_embeddings = true;
-    config.qk_norm = true;
+    model::ModelConfig config = model::model_config_for("qwen3", loaded.tokenizer->vocab_size(), options.hidden,
+                                                        options.layers, 4, 2, 3 * options.hidden);
     config.bos_token_id = loaded.info.bos_id;
     config.pad_token_id = loaded.info.pad_id;
     config.eos_token_ids = loaded.info.stop_ids;

@@ -70,28 +70,18 @@ Command add_init_model_command(CLI::App& parent) {
 
   return {command, [options] {
             const tokenizer::LoadedTokenizer loaded = tokenizer::load_tokenizer(options->tokenizer);
-            model::ModelConfig config;
-            config.model_type = options->arch;
-            config.vocab_size = loaded.tokenizer->vocab_size();
-            if (options->vocab_size > 0) {
-              if (options->vocab_size < config.vocab_size) {
-                core::throw_bad_input("--vocab-size " + std::to_string(options->vocab_size) +
-                                      " is smaller than the tokenizer's " +
-                                      std::to_string(config.vocab_size) + " tokens");
-              }
-              config.vocab_size = options->vocab_size;
+            const int64_t tokens = loaded.tokenizer->vocab_size();
+            if (options->vocab_size > 0 && options->vocab_size < tokens) {
+              core::throw_bad_input("--vocab-size " + std::to_string(options->vocab_size) +
+                                    " is smaller than the tokenizer's " + std::to_string(tokens) +
+                                    " tokens");
             }
-            config.hidden_size = options->hidden;
-            config.num_hidden_layers = options->layers;
-            config.num_attention_heads = options->heads;
-            config.num_key_value_heads = options->kv_heads;
-            config.head_dim =
-                options->head_dim > 0 ? options->head_dim : options->hidden / options->heads;
-            config.intermediate_size =
-                options->intermediate > 0 ? options->intermediate : 3 * options->hidden;
-            config.tie_word_embeddings =
-                options->tie == "auto" ? options->arch != "llama" : options->tie == "true";
-            config.qk_norm = options->arch == "qwen3";
+            model::ModelConfig config = model::model_config_for(
+                options->arch, options->vocab_size > 0 ? options->vocab_size : tokens, options->hidden,
+                options->layers, options->heads, options->kv_heads,
+                options->intermediate > 0 ? options->intermediate : 3 * options->hidden);
+            if (options->head_dim > 0) config.head_dim = options->head_dim;
+            if (options->tie != "auto") config.tie_word_embeddings = options->tie == "true";
             config.rope_theta = options->rope_theta;
             config.max_position_embeddings = options->max_positions;
             config.rms_norm_eps = 1e-6;

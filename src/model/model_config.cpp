@@ -76,6 +76,22 @@ void ModelConfig::validate(const std::string& source) const {
   if (!(rope_theta > 0)) throw_bad_input(source + ": rope_theta must be positive");
 }
 
+ModelConfig model_config_for(const std::string& family, int64_t vocab, int64_t hidden, int64_t layers,
+                             int64_t heads, int64_t kv_heads, int64_t intermediate) {
+  ModelConfig config;
+  config.model_type = family;
+  config.vocab_size = vocab;
+  config.hidden_size = hidden;
+  config.intermediate_size = intermediate;
+  config.num_hidden_layers = layers;
+  config.num_attention_heads = heads;
+  config.num_key_value_heads = kv_heads;
+  config.head_dim = heads > 0 ? hidden / heads : 0;
+  config.qk_norm = family == "qwen3";
+  config.tie_word_embeddings = family != "llama";
+  return config;
+}
+
 ModelConfig model_config_from_json(const nlohmann::json& json, const std::string& source) {
   if (!json.is_object()) throw_bad_input(source + ": expected a JSON object");
   ModelConfig config;

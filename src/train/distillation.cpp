@@ -74,7 +74,7 @@ void put_teacher_metrics(const Job& job, const scoring::ScoredBatch& scored, nlo
 class DistillationLoss {
  public:
   DistillationLoss(const Job& job, const scoring::ScoredBatch& scored, const UpdateShape& shape)
-      : job_(job), scored_(scored), shape_(shape), stats(scored.sequences.mask.size(0)) {}
+      : stats(scored.sequences.mask.size(0)), job_(job), scored_(scored), shape_(shape) {}
 
   objective::LossOutput operator()(int64_t begin, int64_t end) {
     const torch::Tensor student_logits =

@@ -32,6 +32,28 @@ inline int run_cli(const std::string& args, const std::filesystem::path& scratch
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// `gopd init-model` arguments of the e2e tests' tiny qwen3 model (hidden 32, 2 layers, 4 heads,
+// 2 KV heads, MLP 64) on `tokenizer`, written to `out`, weights from `seed`.
+inline std::string tiny_model_args(const std::string& tokenizer, const std::string& out, int seed) {
+  return "init-model --arch qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 --tokenizer '" +
+         tokenizer + "' --out '" + out + "' --seed " + std::to_string(seed);
+}
+
+// The fixture the training suites share, in `dir`: a 400-token chatml tokenizer `tok` trained on
+// `dir`/`text_file`, and a tiny model `dir`/<name> on it for each of `models` (seeds 1, 2, …).
+// Returns 0, or the exit code of the first command that failed.
+inline int tokenizer_and_models(const std::filesystem::path& dir, const std::string& text_file,
+                                const std::vector<std::string>& models) {
+  const std::string d = dir.string();
+  int code = run_cli("tokenizer train --input '" + d + "/" + text_file +
+                         "' --vocab-size 400 --chat-format chatml --out '" + d + "/tok'",
+                     dir);
+  for (size_t i = 0; i < models.size() && code == 0; ++i) {
+    code = run_cli(tiny_model_args(d + "/tok", d + "/" + models[i], int(i) + 1), dir);
+  }
+  return code;
+}
+
 inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& path) {
   std::vector<nlohmann::json> lines;
   std::ifstream input(path);

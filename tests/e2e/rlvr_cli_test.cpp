@@ -37,12 +37,7 @@ class RlvrCli : public ::testing::Test {
     ASSERT_EQ(run("data --task arith --n 4 --difficulty 2 --split eval --out '" + d + "/eval.jsonl'"), 0);
     ASSERT_EQ(run("data --task code --n 8 --difficulty 1 --out '" + d + "/code.jsonl'"), 0);
     std::ofstream(kDir / "text.jsonl") << std::ifstream(kDir / "noisy.jsonl").rdbuf() << std::ifstream(kDir / "code.jsonl").rdbuf();
-    ASSERT_EQ(run("tokenizer train --input '" + d + "/text.jsonl' --vocab-size 400 --chat-format chatml --out '" + d + "/tok'"), 0);
-    for (const std::string& name : {std::string("student"), std::string("other")}) {
-      ASSERT_EQ(run("init-model --arch qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 --tokenizer '" +
-                    d + "/tok' --out '" + d + "/" + name + "' --seed " + (name == "student" ? "1" : "2")),
-                0);
-    }
+    ASSERT_EQ(gopd::test::tokenizer_and_models(kDir, "text.jsonl", {"student", "other"}), 0);
     std::ofstream(kDir / "grpo.yaml") << "algorithm: grpo\n"
                                          "run: {name: grpo, output_dir: " << d << "/runs, threads: 1}\n"
                                          "student: {path: " << d << "/student}\n"

@@ -44,12 +44,7 @@ class TrainCli : public ::testing::Test {
     const std::string d = kDir.string();
     ASSERT_EQ(run("data --task arith --n 64 --difficulty 2 --split train --out '" + d + "/train.jsonl'"), 0);
     ASSERT_EQ(run("data --task arith --n 4 --difficulty 2 --split eval --out '" + d + "/eval.jsonl'"), 0);
-    ASSERT_EQ(run("tokenizer train --input '" + d + "/train.jsonl' --vocab-size 400 --chat-format chatml --out '" + d + "/tok'"), 0);
-    for (const std::string& name : {std::string("student"), std::string("teacher")}) {
-      ASSERT_EQ(run("init-model --arch qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 --tokenizer '" +
-                    d + "/tok' --out '" + d + "/" + name + "' --seed " + (name == "student" ? "1" : "2")),
-                0);
-    }
+    ASSERT_EQ(gopd::test::tokenizer_and_models(kDir, "train.jsonl", {"student", "teacher"}), 0);
     std::ofstream(kDir / "sft.yaml") << "algorithm: sft\n"
                                         "run: {name: sft, output_dir: " << d << "/runs, threads: 1}\n"
                                         "student: {path: " << d << "/student}\n"
@@ -376,9 +371,7 @@ TEST_F(TrainCli, RecordsAreScoredByTheirOwnTeacher) {
 
 TEST_F(TrainCli, PaddedEmbeddingsAreCutToTheSharedTokenizer) {
   const std::string d = kDir.string();
-  ASSERT_EQ(run("init-model --arch qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 --tokenizer '" +
-                d + "/tok' --out '" + d + "/padded_teacher' --seed 3 --vocab-size 448"),
-            0);
+  ASSERT_EQ(run(gopd::test::tiny_model_args(d + "/tok", d + "/padded_teacher", 3) + " --vocab-size 448"), 0);
   std::string err;
   ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=padded --set train.max_steps=1" +
                     " --set teachers.math.path=" + d + "/padded_teacher",
@@ -399,9 +392,7 @@ TEST_F(TrainCli, TeachersWithAnotherTokenizerAreRejected) {
   // Another size.
   ASSERT_EQ(run("tokenizer train --input '" + d + "/train.jsonl' --vocab-size 350 --chat-format chatml --out '" + d + "/tok_small'"), 0);
   for (const std::string& tokenizer : {std::string("tok_code"), std::string("tok_small")}) {
-    ASSERT_EQ(run("init-model --arch qwen3 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 --tokenizer '" +
-                  d + "/" + tokenizer + "' --out '" + d + "/teacher_" + tokenizer + "'"),
-              0);
+    ASSERT_EQ(run(gopd::test::tiny_model_args(d + "/" + tokenizer, d + "/teacher_" + tokenizer, 0)), 0);
   }
   std::string err;
   EXPECT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=bad-vocab1 --set teachers.math.path=" +

@@ -15,17 +15,7 @@ namespace gopd::rollout {
 namespace {
 
 model::Transformer tiny_model(uint64_t seed, int64_t vocab = 29) {
-  model::ModelConfig c;
-  c.model_type = "qwen3";
-  c.vocab_size = vocab;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.qk_norm = true;
-  c.tie_word_embeddings = true;
+  const model::ModelConfig c = model::model_config_for("qwen3", vocab, 32, 2, 4, 2, 64);
   torch::manual_seed(seed);
   model::Transformer model(c);
   torch::NoGradGuard no_grad;

@@ -16,16 +16,7 @@ namespace {
 using namespace gopd;
 
 model::Transformer tiny_model() {
-  model::ModelConfig c;
-  c.model_type = "qwen3";
-  c.vocab_size = 61;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.qk_norm = true;
+  model::ModelConfig c = model::model_config_for("qwen3", 61, 32, 2, 4, 2, 64);
   c.tie_word_embeddings = false;
   torch::manual_seed(5);
   model::Transformer model(c);

@@ -52,6 +52,12 @@ struct ModelConfig {
   void validate(const std::string& source) const;
 };
 
+// A model of `family` ("llama", "qwen2", "qwen3") with the given sizes, as `gopd init-model`
+// builds one: head_dim = hidden / heads, qk_norm for qwen3, embeddings tied for qwen2/qwen3 (as
+// their small models are) and untied for llama. The tiny models of tests and benchmarks too.
+ModelConfig model_config_for(const std::string& family, int64_t vocab, int64_t hidden, int64_t layers,
+                             int64_t heads, int64_t kv_heads, int64_t intermediate);
+
 // Parses a config.json object; unsupported features (another model_type, hidden_act other
 // than silu, a rope_scaling type other than llama3, sliding windows) → exit 2 naming them.
 ModelConfig model_config_from_json(const nlohmann::json& json, const std::string& source);
