@@ -64,6 +64,18 @@ void check_same_shape(const char* op, const char* name, const torch::Tensor& ten
   }
 }
 
+// Student, teacher and (when defined) reference logits of one shape.
+void check_three_logits(const char* op, const torch::Tensor& student, const torch::Tensor& teacher,
+                        const torch::Tensor& reference, Impl impl) {
+  check_logits(op, "student", student, impl);
+  check_logits(op, "teacher", teacher, impl);
+  check_same_shape(op, "teacher", teacher, student);
+  if (reference.defined()) {
+    check_logits(op, "reference", reference, impl);
+    check_same_shape(op, "reference", reference, student);
+  }
+}
+
 void check_temperature(const char* op, double temperature) {
   if (!(temperature > 0.0) || !std::isfinite(temperature)) {
     fail(op, "temperature must be a finite number > 0, got " + std::to_string(temperature));
@@ -425,13 +437,7 @@ torch::Tensor gopd_kl(const torch::Tensor& student, const torch::Tensor& teacher
                       const torch::Tensor& reference, double lambda, double temperature,
                       Impl impl) {
   const char* op = "gopd_kl";
-  check_logits(op, "student", student, impl);
-  check_logits(op, "teacher", teacher, impl);
-  check_same_shape(op, "teacher", teacher, student);
-  if (reference.defined()) {
-    check_logits(op, "reference", reference, impl);
-    check_same_shape(op, "reference", reference, student);
-  }
+  check_three_logits(op, student, teacher, reference, impl);
   check_temperature(op, temperature);
   if (!std::isfinite(lambda)) fail(op, "lambda must be finite");
   if (impl == Impl::reference) {
@@ -449,13 +455,7 @@ LogratioReward gopd_logratio_reward(const torch::Tensor& student, const torch::T
                                     const torch::Tensor& reference, const torch::Tensor& tokens,
                                     double lambda, double temperature, Impl impl) {
   const char* op = "gopd_logratio_reward";
-  check_logits(op, "student", student, impl);
-  check_logits(op, "teacher", teacher, impl);
-  check_same_shape(op, "teacher", teacher, student);
-  if (reference.defined()) {
-    check_logits(op, "reference", reference, impl);
-    check_same_shape(op, "reference", reference, student);
-  }
+  check_three_logits(op, student, teacher, reference, impl);
   check_tokens(op, tokens, student);
   check_temperature(op, temperature);
   if (!std::isfinite(lambda)) fail(op, "lambda must be finite");

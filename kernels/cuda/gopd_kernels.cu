@@ -490,6 +490,16 @@ struct CombineKl {  // (m_s, l_s, S, infinite, m_a, l_a)
   }
 };
 
+// Row `row` of the gopd_kl operands: the student, then the target's one or two logit rows.
+template <typename T, int kTargets>
+__device__ __forceinline__ void kl_row_pointers(const T* (&rows)[1 + kTargets], int64_t row, const T* student,
+                                                int64_t student_stride, const T* target1, int64_t target1_stride,
+                                                const T* target2, int64_t target2_stride) {
+  rows[0] = student + row * student_stride;
+  rows[1] = target1 + row * target1_stride;
+  if constexpr (kTargets == 2) rows[2] = target2 + row * target2_stride;
+}
+
 template <typename T, int kTargets>
 __global__ void __launch_bounds__(kBlock)
     gopd_kl_forward_kernel(const T* __restrict__ student, int64_t student_stride,
@@ -499,9 +509,8 @@ __global__ void __launch_bounds__(kBlock)
                            float* __restrict__ lse_s, float* __restrict__ lse_a) {
   for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
     const T* rows[1 + kTargets];
-    rows[0] = student + row * student_stride;
-    rows[1] = target1 + row * target1_stride;
-    if constexpr (kTargets == 2) rows[2] = target2 + row * target2_stride;
+    kl_row_pointers<T, kTargets>(rows, row, student, student_stride, target1, target1_stride, target2,
+                                 target2_stride);
     KlForwardState<kTargets> state;
     state.c1 = c1;
     state.c2 = c2;
@@ -552,9 +561,8 @@ __global__ void __launch_bounds__(kBlock)
                             T* __restrict__ grad_student) {
   for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
     const T* rows[1 + kTargets];
-    rows[0] = student + row * student_stride;
-    rows[1] = target1 + row * target1_stride;
-    if constexpr (kTargets == 2) rows[2] = target2 + row * target2_stride;
+    kl_row_pointers<T, kTargets>(rows, row, student, student_stride, target1, target1_stride, target2,
+                                 target2_stride);
     KlBackwardOp<kTargets> op;
     op.c1 = c1;
     op.c2 = c2;

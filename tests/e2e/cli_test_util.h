@@ -39,6 +39,35 @@ inline std::string tiny_model_args(const std::string& tokenizer, const std::stri
          tokenizer + "' --out '" + out + "' --seed " + std::to_string(seed);
 }
 
+// A fresh `dir` holding the arithmetic data the training suites share: `train_name` (64 records
+// of difficulty 2, with `train_options` such as "--noise 0.2") and eval.jsonl (4 held-out
+// records). Returns 0, or the exit code of the first command that failed.
+inline int fresh_arith_data(const std::filesystem::path& dir, const std::string& train_name,
+                            const std::string& train_options) {
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string d = dir.string();
+  const int code = run_cli("data --task arith --n 64 --difficulty 2 " + train_options + " --out '" + d + "/" +
+                               train_name + "'",
+                           dir);
+  return code != 0 ? code
+                   : run_cli("data --task arith --n 4 --difficulty 2 --split eval --out '" + d + "/eval.jsonl'", dir);
+}
+
+// Copies the JSONL records of `in` to `out` with "teacher" set to names[i % names.size()] on
+// record i: a multi-teacher dataset whose records alternate between the teachers.
+inline void write_routed_records(const std::filesystem::path& in, const std::filesystem::path& out,
+                                 const std::vector<std::string>& names) {
+  std::ifstream input(in);
+  std::ofstream output(out);
+  size_t index = 0;
+  for (std::string text; std::getline(input, text); ++index) {
+    nlohmann::json record = nlohmann::json::parse(text);
+    record["teacher"] = names[index % names.size()];
+    output << record.dump() << "\n";
+  }
+}
+
 // The fixture the training suites share, in `dir`: a 400-token chatml tokenizer `tok` trained on
 // `dir`/`text_file`, and a tiny model `dir`/<name> on it for each of `models` (seeds 1, 2, …).
 // Returns 0, or the exit code of the first command that failed.

@@ -97,14 +97,7 @@ class GoldenRuns : public ::testing::Test {
     std::string err;
     ASSERT_EQ(run("train '" + (kDir / "base.yaml").string() + "'", &err), 0) << err;
     // Records alternating between two teachers, for the routed job.
-    std::ifstream input(kDir / "train.jsonl");
-    std::ofstream output(kDir / "routed.jsonl");
-    int index = 0;
-    for (std::string text; std::getline(input, text); ++index) {
-      nlohmann::json record = nlohmann::json::parse(text);
-      record["teacher"] = index % 2 == 0 ? "tuned" : "other";
-      output << record.dump() << "\n";
-    }
+    gopd::test::write_routed_records(kDir / "train.jsonl", kDir / "routed.jsonl", {"tuned", "other"});
   }
   static void TearDownTestSuite() { fs::remove_all(kDir); }
 

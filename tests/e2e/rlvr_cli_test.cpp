@@ -30,11 +30,8 @@ using gopd::test::read_jsonl;
 class RlvrCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fs::remove_all(kDir);
-    fs::create_directories(kDir);
+    ASSERT_EQ(gopd::test::fresh_arith_data(kDir, "noisy.jsonl", "--noise 0.2"), 0);
     const std::string d = kDir.string();
-    ASSERT_EQ(run("data --task arith --n 64 --difficulty 2 --noise 0.2 --out '" + d + "/noisy.jsonl'"), 0);
-    ASSERT_EQ(run("data --task arith --n 4 --difficulty 2 --split eval --out '" + d + "/eval.jsonl'"), 0);
     ASSERT_EQ(run("data --task code --n 8 --difficulty 1 --out '" + d + "/code.jsonl'"), 0);
     std::ofstream(kDir / "text.jsonl") << std::ifstream(kDir / "noisy.jsonl").rdbuf() << std::ifstream(kDir / "code.jsonl").rdbuf();
     ASSERT_EQ(gopd::test::tokenizer_and_models(kDir, "text.jsonl", {"student", "other"}), 0);

@@ -39,11 +39,8 @@ std::string read_file(const fs::path& path) {
 class TrainCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fs::remove_all(kDir);
-    fs::create_directories(kDir);
+    ASSERT_EQ(gopd::test::fresh_arith_data(kDir, "train.jsonl", "--split train"), 0);
     const std::string d = kDir.string();
-    ASSERT_EQ(run("data --task arith --n 64 --difficulty 2 --split train --out '" + d + "/train.jsonl'"), 0);
-    ASSERT_EQ(run("data --task arith --n 4 --difficulty 2 --split eval --out '" + d + "/eval.jsonl'"), 0);
     ASSERT_EQ(gopd::test::tokenizer_and_models(kDir, "train.jsonl", {"student", "teacher"}), 0);
     std::ofstream(kDir / "sft.yaml") << "algorithm: sft\n"
                                         "run: {name: sft, output_dir: " << d << "/runs, threads: 1}\n"
@@ -282,15 +279,7 @@ TEST_F(TrainCli, ImportanceWeightIsOneAtTemperatureBelowOne) {
 // reverse-KL estimate (mean of log π_old − log π_T) — reading the skipped reference as the
 // teacher would give exactly 0.
 TEST_F(TrainCli, MixedLambdaBatchReportsTheRewardOfItsLambdaOneRows) {
-  std::ifstream input(kDir / "train.jsonl");
-  std::ofstream output(kDir / "mixed.jsonl");
-  int index = 0;
-  for (std::string text; std::getline(input, text); ++index) {
-    nlohmann::json record = nlohmann::json::parse(text);
-    record["teacher"] = index % 2 == 0 ? "plain" : "itself";
-    output << record.dump() << "\n";
-  }
-  output.close();
+  gopd::test::write_routed_records(kDir / "train.jsonl", kDir / "mixed.jsonl", {"plain", "itself"});
   const std::string d = kDir.string();
   std::ofstream(kDir / "mixed.yaml") << "algorithm: gopd\n"
                                         "run: {name: mixed, output_dir: " << d << "/runs, threads: 1}\n"
@@ -335,15 +324,7 @@ TEST_F(TrainCli, PpoEpochsAndMiniBatchesMakeSeveralClippedUpdates) {
 TEST_F(TrainCli, RecordsAreScoredByTheirOwnTeacher) {
   // Records alternate between a "self" teacher (the student's own initial weights: KL 0 at the
   // first step) and "other" (a different random model), with different λ.
-  std::ifstream input(kDir / "train.jsonl");
-  std::ofstream output(kDir / "routed.jsonl");
-  int index = 0;
-  for (std::string text; std::getline(input, text); ++index) {
-    nlohmann::json record = nlohmann::json::parse(text);
-    record["teacher"] = index % 2 == 0 ? "self" : "other";
-    output << record.dump() << "\n";
-  }
-  output.close();
+  gopd::test::write_routed_records(kDir / "train.jsonl", kDir / "routed.jsonl", {"self", "other"});
   const std::string d = kDir.string();
   std::ofstream(kDir / "routed.yaml") << "algorithm: gopd\n"
                                          "run: {name: routed, output_dir: " << d << "/runs, threads: 1}\n"
