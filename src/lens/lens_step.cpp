@@ -20,11 +20,13 @@ std::vector<double> group_values(const std::vector<double>& values, int64_t grou
 }
 
 // 1. Low-success groups: ā < τ.
-std::vector<int64_t> low_success_groups(const RlvrRows& rows, int64_t groups, int64_t n, double tau) {
+std::vector<int64_t> low_success_groups(const RlvrRows& rows, int64_t groups, int64_t n,
+                                        double tau) {
   std::vector<int64_t> low;
   for (int64_t g = 0; g < groups; ++g) {
     const std::vector<double> correct = group_values(rows.correct, g, n);
-    const double successes = double(std::count_if(correct.begin(), correct.end(), [](double c) { return c >= 1.0; }));
+    const double successes =
+        double(std::count_if(correct.begin(), correct.end(), [](double c) { return c >= 1.0; }));
     if (successes / double(n) < tau) low.push_back(g);
   }
   return low;
@@ -58,12 +60,15 @@ PurifiedPrompts purify_groups(const std::vector<int64_t>& low, const Prompts& pr
 
 // The dump line of one purified group.
 std::string dump_line(int64_t step, const std::string& record_id, const std::vector<int64_t>& ids,
-                      const Purification& purification, const std::vector<double>& scores, const TransferPlan& plan,
-                      const LensHooks& hooks) {
+                      const Purification& purification, const std::vector<double>& scores,
+                      const TransferPlan& plan, const LensHooks& hooks) {
   nlohmann::json removed = nlohmann::json::array();
   for (const int64_t position : purification.removed_positions) {
     const int64_t id = ids[size_t(position)];
-    removed.push_back({{"position", position}, {"id", id}, {"text", hooks.decode({id})}, {"score", scores[size_t(position)]}});
+    removed.push_back({{"position", position},
+                       {"id", id},
+                       {"text", hooks.decode({id})},
+                       {"score", scores[size_t(position)]}});
   }
   return nlohmann::json({{"step", step + 1},
                          {"id", record_id},
@@ -79,7 +84,8 @@ std::string dump_line(int64_t step, const std::string& record_id, const std::vec
 
 // The rollouts of purified group k (rows k·n … k·n + n − 1 of the purified samples).
 PurifiedGroup purified_group(const std::vector<int64_t>& prompt, const Samples& samples,
-                             const std::vector<reward::RewardResult>& results, int64_t k, int64_t n) {
+                             const std::vector<reward::RewardResult>& results, int64_t k,
+                             int64_t n) {
   PurifiedGroup group;
   group.prompt = prompt;
   for (int64_t i = k * n; i < (k + 1) * n; ++i) {
@@ -97,11 +103,13 @@ WeightScheme parse_weight_scheme(const std::string& name) {
   if (name == "crpo") return WeightScheme::crpo;
   if (name == "crpo_literal") return WeightScheme::crpo_literal;
   if (name == "uniform") return WeightScheme::uniform;
-  core::throw_bad_input("lens.weight_scheme: unknown scheme '" + name + "' (crpo, crpo_literal, uniform)");
+  core::throw_bad_input("lens.weight_scheme: unknown scheme '" + name +
+                        "' (crpo, crpo_literal, uniform)");
 }
 
-LensStepResult lens_step(const core::LensConfig& config, WeightScheme scheme, int64_t n, int64_t step,
-                         const Prompts& prompts, const std::vector<std::string>& record_ids, RlvrRows& rows,
+LensStepResult lens_step(const core::LensConfig& config, WeightScheme scheme, int64_t n,
+                         int64_t step, const Prompts& prompts,
+                         const std::vector<std::string>& record_ids, RlvrRows& rows,
                          const LensHooks& hooks, nlohmann::json& line) {
   LensStepResult result;
   const int64_t groups = int64_t(prompts.size());
@@ -111,7 +119,8 @@ LensStepResult lens_step(const core::LensConfig& config, WeightScheme scheme, in
   const int64_t count = int64_t(purified.groups.size());
   line["lens/purified_fraction"] = double(count) / double(groups);
   double removed = 0;
-  for (const Purification& purification : purified.purifications) removed += double(purification.removed_positions.size());
+  for (const Purification& purification : purified.purifications)
+    removed += double(purification.removed_positions.size());
   line["lens/tokens_removed"] = count > 0 ? removed / double(count) : 0.0;
   if (count == 0) {
     line["lens/transferred"] = 0;
@@ -119,7 +128,8 @@ LensStepResult lens_step(const core::LensConfig& config, WeightScheme scheme, in
   }
   // 3. n rollouts on each purified prompt, verified.
   Prompts purified_prompts;
-  for (const Purification& purification : purified.purifications) purified_prompts.push_back(purification.kept_ids);
+  for (const Purification& purification : purified.purifications)
+    purified_prompts.push_back(purification.kept_ids);
   const Samples samples = hooks.sample(purified_prompts);
   std::vector<int64_t> sample_groups;
   for (int64_t r = 0; r < count * n; ++r) sample_groups.push_back(purified.groups[size_t(r / n)]);
@@ -134,21 +144,24 @@ LensStepResult lens_step(const core::LensConfig& config, WeightScheme scheme, in
   for (int64_t k = 0; k < count; ++k) {
     const int64_t g = purified.groups[size_t(k)];
     const std::vector<double> original = group_values(rows.correct, g, n);
-    const TransferPlan plan = plan_transfer(original, group_values(purified_correct, k, n), config.tau,
-                                            config.max_replace, config.keep_failure);
+    const TransferPlan plan = plan_transfer(original, group_values(purified_correct, k, n),
+                                            config.tau, config.max_replace, config.keep_failure);
     before_sum += plan.success_before;
     after_sum += plan.success_after;
     helped += plan.helped ? 1 : 0;
     if (!plan.replacements.empty()) {
-      result.transferred += apply_transfer(rows, g, n, plan, crpo_weights(original, plan, scheme == WeightScheme::uniform),
-                                           purified_group(purified_prompts[size_t(k)], samples, results, k, n));
+      result.transferred += apply_transfer(
+          rows, g, n, plan, crpo_weights(original, plan, scheme == WeightScheme::uniform),
+          purified_group(purified_prompts[size_t(k)], samples, results, k, n));
       const std::vector<double> rebuilt = group_values(rows.correct, g, n);
-      if (std::all_of(rebuilt.begin(), rebuilt.end(), [](double c) { return c >= 1.0; })) ++all_correct;
+      if (std::all_of(rebuilt.begin(), rebuilt.end(), [](double c) { return c >= 1.0; }))
+        ++all_correct;
       ++rebuilt_groups;
     }
     if (dump) {
-      result.dump += dump_line(step, record_ids[size_t(g)], prompts[size_t(g)], purified.purifications[size_t(k)],
-                               purified.scores[size_t(k)], plan, hooks);
+      result.dump +=
+          dump_line(step, record_ids[size_t(g)], prompts[size_t(g)],
+                    purified.purifications[size_t(k)], purified.scores[size_t(k)], plan, hooks);
     }
   }
   line["lens/success_before"] = before_sum / double(count);

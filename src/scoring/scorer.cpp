@@ -11,19 +11,21 @@
 
 namespace gopd::scoring {
 
-torch::Tensor ModelScorer::target_logits(const TrainingSequences& sequences, int64_t begin, int64_t end) {
+torch::Tensor ModelScorer::target_logits(const TrainingSequences& sequences, int64_t begin,
+                                         int64_t end) {
   torch::NoGradGuard no_grad;
   return scoring::target_logits(model_, sequences, begin, end, vocab_width_);
 }
 
 torch::Tensor ModelScorer::response_logprobs(const TrainingSequences& sequences, double temperature,
                                              int64_t micro_batch, kernels::Impl impl) {
-  return scoring::response_logprobs(model_, sequences.input_ids, sequences.attention_mask, sequences.targets,
-                                    sequences.prompt_length, temperature, micro_batch, vocab_width_, impl);
+  return scoring::response_logprobs(model_, sequences.input_ids, sequences.attention_mask,
+                                    sequences.targets, sequences.prompt_length, temperature,
+                                    micro_batch, vocab_width_, impl);
 }
 
-std::vector<std::vector<double>> ModelScorer::prompt_logprobs(const std::vector<std::vector<int64_t>>& prompts,
-                                                              int64_t pad, int64_t micro_batch) {
+std::vector<std::vector<double>> ModelScorer::prompt_logprobs(
+    const std::vector<std::vector<int64_t>>& prompts, int64_t pad, int64_t micro_batch) {
   return scoring::prompt_logprobs(model_, prompts, pad, micro_batch, vocab_width_);
 }
 
@@ -45,9 +47,10 @@ void check_same_vocabulary(const tokenizer::Tokenizer& student, const std::strin
   const tokenizer::LoadedTokenizer other = tokenizer::load_tokenizer(other_path);
   const int64_t size = student.vocab_size();
   if (other.tokenizer->vocab_size() != size) {
-    core::throw_bad_input(other_path + ": tokenizer has " + std::to_string(other.tokenizer->vocab_size()) +
-                          " tokens but the student's (" + student_path + ") has " + std::to_string(size) +
-                          "; student, teachers and reference must share a tokenizer");
+    core::throw_bad_input(
+        other_path + ": tokenizer has " + std::to_string(other.tokenizer->vocab_size()) +
+        " tokens but the student's (" + student_path + ") has " + std::to_string(size) +
+        "; student, teachers and reference must share a tokenizer");
   }
   for (int64_t id = 0; id < size; ++id) {
     if (student.id_to_token(id) != other.tokenizer->id_to_token(id)) {
@@ -59,16 +62,20 @@ void check_same_vocabulary(const tokenizer::Tokenizer& student, const std::strin
 }
 
 int64_t shared_vocab_width(const std::map<std::string, int64_t>& widths, int64_t tokenizer_size) {
-  const auto [narrowest, widest] = std::minmax_element(
-      widths.begin(), widths.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  const auto [narrowest, widest] =
+      std::minmax_element(widths.begin(), widths.end(),
+                          [](const auto& a, const auto& b) { return a.second < b.second; });
   if (narrowest == widths.end() || narrowest->second == widest->second) return 0;
   if (tokenizer_size > narrowest->second) {
-    core::throw_bad_input(narrowest->first + ": the model has " + std::to_string(narrowest->second) +
-                          " embedding rows, fewer than the tokenizer's " + std::to_string(tokenizer_size) +
-                          " tokens");
+    core::throw_bad_input(narrowest->first + ": the model has " +
+                          std::to_string(narrowest->second) +
+                          " embedding rows, fewer than the tokenizer's " +
+                          std::to_string(tokenizer_size) + " tokens");
   }
-  spdlog::info("embedding widths differ ({} has {} rows, {} has {}): logits are cut to the tokenizer's {} tokens",
-               narrowest->first, narrowest->second, widest->first, widest->second, tokenizer_size);
+  spdlog::info(
+      "embedding widths differ ({} has {} rows, {} has {}): logits are cut to the tokenizer's {} "
+      "tokens",
+      narrowest->first, narrowest->second, widest->first, widest->second, tokenizer_size);
   return tokenizer_size;
 }
 

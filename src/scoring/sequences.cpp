@@ -9,7 +9,8 @@ TrainingSequences pair_sequences(const std::vector<std::vector<int64_t>>& prompt
                                  const std::vector<std::vector<int64_t>>& responses, int64_t pad) {
   int64_t longest_prompt = 1;
   int64_t longest_response = 1;
-  for (const auto& prompt : prompts) longest_prompt = std::max<int64_t>(longest_prompt, int64_t(prompt.size()));
+  for (const auto& prompt : prompts)
+    longest_prompt = std::max<int64_t>(longest_prompt, int64_t(prompt.size()));
   for (const auto& response : responses) {
     longest_response = std::max<int64_t>(longest_response, int64_t(response.size()));
   }
@@ -52,12 +53,13 @@ TrainingSequences sequences_from_rollout(const rollout::RolloutBatch& batch) {
   return sequences;
 }
 
-torch::Tensor target_logits(model::Transformer model, const TrainingSequences& sequences, int64_t begin,
-                            int64_t end, int64_t vocab_width) {
+torch::Tensor target_logits(model::Transformer model, const TrainingSequences& sequences,
+                            int64_t begin, int64_t end, int64_t vocab_width) {
   const torch::Tensor ids = sequences.input_ids.slice(0, begin, end);
   const torch::Tensor attention = sequences.attention_mask.slice(0, begin, end);
   const int64_t steps = sequences.targets.size(1);
-  torch::Tensor logits = model->forward(ids, attention).narrow(1, sequences.prompt_length - 1, steps);
+  torch::Tensor logits =
+      model->forward(ids, attention).narrow(1, sequences.prompt_length - 1, steps);
   if (vocab_width > 0) logits = logits.narrow(-1, 0, vocab_width);
   return logits.to(torch::kFloat);  // (rows, T, V')
 }

@@ -8,7 +8,8 @@
 namespace gopd::scoring {
 
 torch::Tensor RowRouting::lambda_of(int64_t begin, int64_t end) const {
-  return torch::tensor(std::vector<double>(lambda.begin() + begin, lambda.begin() + end), torch::kFloat);
+  return torch::tensor(std::vector<double>(lambda.begin() + begin, lambda.begin() + end),
+                       torch::kFloat);
 }
 
 size_t TeacherSet::teacher_of(const data::Record& record) const {
@@ -18,8 +19,9 @@ size_t TeacherSet::teacher_of(const data::Record& record) const {
   }
   std::string names;
   for (const Teacher& teacher : teachers_) names += (names.empty() ? "" : ", ") + teacher.name;
-  core::throw_bad_input(record.source + ": teacher '" + record.teacher + "' is not one of the configured teachers (" +
-                        names + "); each record of a multi-teacher job names its teacher");
+  core::throw_bad_input(record.source + ": teacher '" + record.teacher +
+                        "' is not one of the configured teachers (" + names +
+                        "); each record of a multi-teacher job names its teacher");
 }
 
 RowRouting TeacherSet::route(const std::vector<size_t>& row_teacher) const {
@@ -36,8 +38,8 @@ RowRouting TeacherSet::route(const std::vector<size_t>& row_teacher) const {
 }
 
 std::pair<torch::Tensor, torch::Tensor> TeacherSet::logits(const TrainingSequences& sequences,
-                                                           const RowRouting& routing, int64_t begin, int64_t end,
-                                                           bool with_reference) const {
+                                                           const RowRouting& routing, int64_t begin,
+                                                           int64_t end, bool with_reference) const {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> teacher_rows;
   std::vector<torch::Tensor> reference_rows;
@@ -48,12 +50,14 @@ std::pair<torch::Tensor, torch::Tensor> TeacherSet::logits(const TrainingSequenc
     const Teacher& teacher = teachers_.at(index);
     teacher_rows.push_back(teacher.model->target_logits(sequences, r, r_end));
     if (with_reference) {
-      reference_rows.push_back(teacher.reference ? teacher.reference->target_logits(sequences, r, r_end)
-                                                 : teacher_rows.back());
+      reference_rows.push_back(teacher.reference
+                                   ? teacher.reference->target_logits(sequences, r, r_end)
+                                   : teacher_rows.back());
     }
     r = r_end;
   }
-  return {torch::cat(teacher_rows, 0), with_reference ? torch::cat(reference_rows, 0) : torch::Tensor()};
+  return {torch::cat(teacher_rows, 0),
+          with_reference ? torch::cat(reference_rows, 0) : torch::Tensor()};
 }
 
 void TeacherSet::score_tokens(ScoredBatch& scored, int64_t micro_batch, double temperature,
@@ -68,16 +72,19 @@ void TeacherSet::score_tokens(ScoredBatch& scored, int64_t micro_batch, double t
     const torch::Tensor part = targets.slice(0, begin, end);
     const auto [teacher_logits, reference_logits] =
         logits(scored.sequences, scored.routing, begin, end, scored.routing.any_reference);
-    teacher.push_back(kernels::token_logprobs(teacher_logits, part, temperature, false, impl).logprobs);
+    teacher.push_back(
+        kernels::token_logprobs(teacher_logits, part, temperature, false, impl).logprobs);
     if (reference_logits.defined()) {
-      reference.push_back(kernels::token_logprobs(reference_logits, part, temperature, false, impl).logprobs);
+      reference.push_back(
+          kernels::token_logprobs(reference_logits, part, temperature, false, impl).logprobs);
     }
   }
   scored.teacher = torch::cat(teacher, 0);
   if (!reference.empty()) scored.reference = torch::cat(reference, 0);
 }
 
-FrozenModels::FrozenModels(const tokenizer::Tokenizer& tokenizer, std::string student_path, int64_t student_rows)
+FrozenModels::FrozenModels(const tokenizer::Tokenizer& tokenizer, std::string student_path,
+                           int64_t student_rows)
     : tokenizer_(tokenizer), student_path_(std::move(student_path)) {
   widths_[student_path_] = student_rows;
 }
@@ -89,7 +96,8 @@ std::shared_ptr<ModelScorer> FrozenModels::load(const std::string& path, const s
   return model;
 }
 
-std::shared_ptr<ModelScorer> FrozenModels::reference(const std::string& key, const std::string& dtype) {
+std::shared_ptr<ModelScorer> FrozenModels::reference(const std::string& key,
+                                                     const std::string& dtype) {
   const auto found = references_.find(key);
   if (found != references_.end()) return found->second;
   const std::string path = key == "student_init" ? student_path_ : key;
@@ -97,7 +105,8 @@ std::shared_ptr<ModelScorer> FrozenModels::reference(const std::string& key, con
   return references_[key] = load(path, dtype);
 }
 
-std::shared_ptr<ModelScorer> FrozenModels::teacher(const std::string& path, const std::string& dtype) {
+std::shared_ptr<ModelScorer> FrozenModels::teacher(const std::string& path,
+                                                   const std::string& dtype) {
   check_same_vocabulary(tokenizer_, student_path_, path);
   return load(path, dtype);
 }
@@ -116,11 +125,12 @@ TeacherSet load_teachers(const core::Config& config, FrozenModels& models) {
     teacher.name = name;
     teacher.model = models.teacher(spec.path, spec.dtype);
     teacher.lambda = spec.lambda.value_or(shared_lambda);
-    const std::string reference = teacher.lambda == 1.0  ? std::string()
+    const std::string reference = teacher.lambda == 1.0    ? std::string()
                                   : spec.reference.empty() ? config.reference.path
                                                            : spec.reference;
-    spdlog::info("teacher '{}': {} (lambda {}{})", name, spec.path, teacher.lambda,
-                 reference.empty() ? ", reference pass skipped: lambda = 1" : ", reference " + reference);
+    spdlog::info(
+        "teacher '{}': {} (lambda {}{})", name, spec.path, teacher.lambda,
+        reference.empty() ? ", reference pass skipped: lambda = 1" : ", reference " + reference);
     if (!reference.empty()) teacher.reference = models.reference(reference, config.reference.dtype);
     set.add(std::move(teacher));
   }

@@ -22,25 +22,30 @@ void ImportanceWeightStats::put(nlohmann::json& line) const {
   line["actor/importance_weight_max"] = max_.item<double>();
 }
 
-void DistillBatchStats::add(int64_t begin, int64_t end, const objective::GopdTokenLogprobs& logprobs,
+void DistillBatchStats::add(int64_t begin, int64_t end,
+                            const objective::GopdTokenLogprobs& logprobs,
                             const torch::Tensor& lambda, const torch::Tensor& rollout,
-                            const torch::Tensor& own_reference, const torch::Tensor& mask, double cap) {
+                            const torch::Tensor& own_reference, const torch::Tensor& mask,
+                            double cap) {
   if (seen_[size_t(begin)]) return;
   for (int64_t r = begin; r < end; ++r) seen_[size_t(r)] = true;
   torch::NoGradGuard no_grad;
-  const torch::Tensor valid = (mask > 0).to(torch::kDouble);                            // (b, T)
+  const torch::Tensor valid = (mask > 0).to(torch::kDouble);  // (b, T)
   const torch::Tensor teacher = logprobs.teacher.to(torch::kDouble).masked_fill(mask == 0, 0.0);
   const torch::Tensor old = logprobs.old.to(torch::kDouble).masked_fill(mask == 0, 0.0);
-  const torch::Tensor advantage = objective::gopd_advantage(logprobs, lambda, mask).to(torch::kDouble);
+  const torch::Tensor advantage =
+      objective::gopd_advantage(logprobs, lambda, mask).to(torch::kDouble);
   torch::Tensor reward = teacher - old;  // (b, T)
   if (logprobs.reference.defined()) {
-    const torch::Tensor reference = logprobs.reference.to(torch::kDouble).masked_fill(mask == 0, 0.0);
+    const torch::Tensor reference =
+        logprobs.reference.to(torch::kDouble).masked_fill(mask == 0, 0.0);
     const torch::Tensor lam = lambda.to(torch::kDouble).unsqueeze(1);
     reward = torch::where(own_reference.unsqueeze(1), lam * (teacher - reference), reward);
   }
   // (advantage, advantage², log π_old − log π_T, reward, tokens) summed over the valid tokens
-  const torch::Tensor sums = torch::stack({(advantage * valid).sum(), (advantage.square() * valid).sum(),
-                                           ((old - teacher) * valid).sum(), (reward * valid).sum(), valid.sum()});
+  const torch::Tensor sums =
+      torch::stack({(advantage * valid).sum(), (advantage.square() * valid).sum(),
+                    ((old - teacher) * valid).sum(), (reward * valid).sum(), valid.sum()});
   sums_ = sums_.defined() ? sums_ + sums : sums;  // (5) fp64
   importance_.add(objective::truncated_importance_weights(logprobs.old, rollout, cap), mask);
 }
@@ -59,8 +64,8 @@ void DistillBatchStats::put(nlohmann::json& line) const {
   importance_.put(line);
 }
 
-void put_rollout_metrics(const rollout::RolloutBatch& batch, double rollout_seconds, double entropy_sum,
-                         double entropy_tokens, nlohmann::json& line) {
+void put_rollout_metrics(const rollout::RolloutBatch& batch, double rollout_seconds,
+                         double entropy_sum, double entropy_tokens, nlohmann::json& line) {
   const double rows = double(batch.finish_reasons.size());
   const double generated = double(batch.generated_tokens);
   line["rollout/response_length_mean"] = generated / rows;

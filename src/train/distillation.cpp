@@ -17,7 +17,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 // Correctness of a response to a record with an answer: the task checker when the record names
 // a task, the math verifier otherwise (the same rule as `gopd eval`). Logged, not optimised.
@@ -59,7 +61,8 @@ void put_teacher_metrics(const Job& job, const scoring::ScoredBatch& scored, nlo
   const torch::Tensor tokens = mask.sum(1);
   std::map<std::string, std::array<double, 3>> per_teacher;  // gap sum, tokens, responses
   for (int64_t r = 0; r < mask.size(0); ++r) {
-    std::array<double, 3>& sums = per_teacher[job.teachers.at(scored.routing.teacher[size_t(r)]).name];
+    std::array<double, 3>& sums =
+        per_teacher[job.teachers.at(scored.routing.teacher[size_t(r)]).name];
     sums[0] += gap[r].item<double>();
     sums[1] += tokens[r].item<double>();
     sums[2] += 1;
@@ -79,8 +82,9 @@ class DistillationLoss {
   objective::LossOutput operator()(int64_t begin, int64_t end) {
     const torch::Tensor student_logits =
         scoring::target_logits(job_.student, scored_.sequences, begin, end, job_.vocab_width);
-    return job_.objective == DistillObjective::sampled_token ? sampled_token(student_logits, begin, end)
-                                                             : vocabulary(student_logits, begin, end);
+    return job_.objective == DistillObjective::sampled_token
+               ? sampled_token(student_logits, begin, end)
+               : vocabulary(student_logits, begin, end);
   }
 
   double entropy_sum = 0;
@@ -88,30 +92,36 @@ class DistillationLoss {
   DistillBatchStats stats;
 
  private:
-  objective::LossOutput sampled_token(const torch::Tensor& student_logits, int64_t begin, int64_t end) {
+  objective::LossOutput sampled_token(const torch::Tensor& student_logits, int64_t begin,
+                                      int64_t end) {
     const core::Config& config = job_.cfg();
     const torch::Tensor part_mask = scored_.sequences.mask.slice(0, begin, end);
     const torch::Tensor rollout = scored_.rollout_logprobs.slice(0, begin, end);
-    const kernels::TokenLogprobs student = kernels::token_logprobs(
-        student_logits, scored_.sequences.targets.slice(0, begin, end), config.rollout.temperature, true, job_.impl);
+    const kernels::TokenLogprobs student =
+        kernels::token_logprobs(student_logits, scored_.sequences.targets.slice(0, begin, end),
+                                config.rollout.temperature, true, job_.impl);
     objective::GopdTokenLogprobs logprobs;
     logprobs.teacher = scored_.teacher.slice(0, begin, end);
     if (scored_.reference.defined()) logprobs.reference = scored_.reference.slice(0, begin, end);
-    logprobs.old = scored_.old.defined() ? scored_.old.slice(0, begin, end) : student.logprobs.detach();
+    logprobs.old =
+        scored_.old.defined() ? scored_.old.slice(0, begin, end) : student.logprobs.detach();
     objective::GopdLossOptions options;
     options.agg = job_.agg;
     options.importance_cap = config.gopd.importance_cap;
     options.clipped = shape_.several_updates();
     const torch::Tensor lambda = scored_.routing.lambda_of(begin, end);
     entropy_sum += (student.entropy.detach() * part_mask).sum().item<double>();
-    stats.add(begin, end, logprobs, lambda, rollout, scored_.routing.own_reference.slice(0, begin, end), part_mask,
+    stats.add(begin, end, logprobs, lambda, rollout,
+              scored_.routing.own_reference.slice(0, begin, end), part_mask,
               config.gopd.importance_cap);
-    return objective::gopd_sampled_token_loss(student.logprobs, logprobs, lambda, rollout, part_mask, options);
+    return objective::gopd_sampled_token_loss(student.logprobs, logprobs, lambda, rollout,
+                                              part_mask, options);
   }
 
   // Full-vocabulary and top-k: the teachers' logits are (rows, T, V) and are not kept between
   // micro-batches, so they are computed here (again on each pass with several updates).
-  objective::LossOutput vocabulary(const torch::Tensor& student_logits, int64_t begin, int64_t end) {
+  objective::LossOutput vocabulary(const torch::Tensor& student_logits, int64_t begin,
+                                   int64_t end) {
     const core::Config& config = job_.cfg();
     const double temperature = config.rollout.temperature;
     const torch::Tensor part_targets = scored_.sequences.targets.slice(0, begin, end);
@@ -125,22 +135,29 @@ class DistillationLoss {
       }
     }
     const auto scoring_start = Clock::now();
-    const bool with_reference = job_.teachers.at(scored_.routing.teacher[size_t(begin)]).reference != nullptr;
+    const bool with_reference =
+        job_.teachers.at(scored_.routing.teacher[size_t(begin)]).reference != nullptr;
     const auto [teacher_logits, reference_logits] =
         job_.teachers.logits(scored_.sequences, scored_.routing, begin, end, with_reference);
     scoring_seconds += seconds_since(scoring_start);
     {
       torch::NoGradGuard no_grad;
-      entropy_sum += (kernels::token_logprobs(student_logits.detach(), part_targets, temperature, true, job_.impl)
-                          .entropy * part_mask).sum().item<double>();
+      entropy_sum += (kernels::token_logprobs(student_logits.detach(), part_targets, temperature,
+                                              true, job_.impl)
+                          .entropy *
+                      part_mask)
+                         .sum()
+                         .item<double>();
     }
     if (job_.objective == DistillObjective::full_vocab) {
-      return objective::gopd_full_vocab_loss(student_logits, teacher_logits, reference_logits, lambda, temperature,
-                                             part_mask, job_.agg, job_.impl);
+      return objective::gopd_full_vocab_loss(student_logits, teacher_logits, reference_logits,
+                                             lambda, temperature, part_mask, job_.agg, job_.impl);
     }
-    const objective::TopK top = objective::teacher_top_k(teacher_logits, reference_logits, config.gopd.top_k, temperature);
-    return objective::gopd_top_k_loss(student_logits, top.ids, top.teacher_logprobs, top.reference_logprobs, lambda,
-                                      temperature, part_mask, job_.agg, job_.impl);
+    const objective::TopK top =
+        objective::teacher_top_k(teacher_logits, reference_logits, config.gopd.top_k, temperature);
+    return objective::gopd_top_k_loss(student_logits, top.ids, top.teacher_logprobs,
+                                      top.reference_logprobs, lambda, temperature, part_mask,
+                                      job_.agg, job_.impl);
   }
 
   const Job& job_;
@@ -157,7 +174,8 @@ void distillation_step(StepContext& context, int64_t step, const std::vector<dat
   // Rollout: n samples per prompt with the current student.
   const auto rollout_start = Clock::now();
   const rollout::RolloutBatch rollout_batch =
-      sample(job, encode_prompts(job, batch), job_seed(job, "rollout/" + std::to_string(step)), config.rollout.n);
+      sample(job, encode_prompts(job, batch), job_seed(job, "rollout/" + std::to_string(step)),
+             config.rollout.n);
   const double rollout_seconds = seconds_since(rollout_start);
 
   // Scoring. Sampled-token objective: the teachers' and references' log-probs of every response
@@ -169,8 +187,8 @@ void distillation_step(StepContext& context, int64_t step, const std::vector<dat
     const auto scoring_start = Clock::now();
     job.teachers.score_tokens(scored, shape.micro, config.rollout.temperature, job.impl);
     if (shape.several_updates()) {
-      scored.old = job.student_scores->response_logprobs(scored.sequences, config.rollout.temperature, shape.micro,
-                                                         job.impl);
+      scored.old = job.student_scores->response_logprobs(
+          scored.sequences, config.rollout.temperature, shape.micro, job.impl);
     }
     scoring_seconds += seconds_since(scoring_start);
     put_teacher_metrics(job, scored, line);
@@ -179,18 +197,21 @@ void distillation_step(StepContext& context, int64_t step, const std::vector<dat
   // Objective and update.
   DistillationLoss loss(job, scored, shape);
   const auto update_start = Clock::now();
-  context.updater.update(step, scored.sequences.mask, shape,
-                         [&loss](int64_t begin, int64_t end) { return loss(begin, end); }, line);
+  context.updater.update(
+      step, scored.sequences.mask, shape,
+      [&loss](int64_t begin, int64_t end) { return loss(begin, end); }, line);
   loss.stats.put(line);
   scoring_seconds += loss.scoring_seconds;
   const double update_seconds = seconds_since(update_start) - loss.scoring_seconds;
 
   const double total_tokens = std::max(1.0, scored.sequences.mask.sum().item<double>());
-  put_rollout_metrics(rollout_batch, rollout_seconds, loss.entropy_sum, total_tokens * double(shape.epochs), line);
+  put_rollout_metrics(rollout_batch, rollout_seconds, loss.entropy_sum,
+                      total_tokens * double(shape.epochs), line);
   line["perf/scoring_s"] = scoring_seconds;
   line["perf/update_s"] = update_seconds;
   line["perf/scoring_tokens_per_s"] = total_tokens / std::max(scoring_seconds, 1e-9);
-  line["perf/update_tokens_per_s"] = total_tokens * double(shape.epochs) / std::max(update_seconds, 1e-9);
+  line["perf/update_tokens_per_s"] =
+      total_tokens * double(shape.epochs) / std::max(update_seconds, 1e-9);
 }
 
 }  // namespace gopd::train

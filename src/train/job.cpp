@@ -19,7 +19,8 @@ namespace fs = std::filesystem;
 void find_checkpoint(const core::Config& config, const TrainOptions& options, Job& job) {
   job.state.algorithm = config.algorithm;
   if (options.resume.empty()) return;
-  const std::string checkpoints = (fs::path(config.run.output_dir) / config.run.name / "checkpoints").string();
+  const std::string checkpoints =
+      (fs::path(config.run.output_dir) / config.run.name / "checkpoints").string();
   job.resume_from = options.resume == "auto" ? latest_checkpoint(checkpoints) : options.resume;
   if (job.resume_from.empty()) {
     spdlog::info("--resume auto: no complete checkpoint in {}; starting from step 0", checkpoints);
@@ -27,8 +28,8 @@ void find_checkpoint(const core::Config& config, const TrainOptions& options, Jo
   }
   const CheckpointState saved = read_checkpoint_state(job.resume_from);
   if (saved.algorithm != config.algorithm) {
-    core::throw_bad_input(job.resume_from + ": checkpoint of algorithm " + saved.algorithm + " cannot continue a " +
-                          config.algorithm + " job");
+    core::throw_bad_input(job.resume_from + ": checkpoint of algorithm " + saved.algorithm +
+                          " cannot continue a " + config.algorithm + " job");
   }
   job.state = saved;
 }
@@ -36,35 +37,41 @@ void find_checkpoint(const core::Config& config, const TrainOptions& options, Jo
 // The student (from the checkpoint when resuming; student_init stays the job's student.path).
 void load_student(const core::Config& config, Job& job) {
   job.tokenizer = tokenizer::load_tokenizer(config.student.path);
-  job.format = data::prompt_format(config.student.chat_format == "auto" ? job.tokenizer.info.chat_format
-                                                                       : config.student.chat_format);
+  job.format =
+      data::prompt_format(config.student.chat_format == "auto" ? job.tokenizer.info.chat_format
+                                                               : config.student.chat_format);
   job.pad_id = std::max<int64_t>(job.tokenizer.info.pad_id, 0);
   job.student = model::load_model(job.resume_from.empty() ? config.student.path : job.resume_from,
                                   scoring::parse_dtype(config.student.dtype));
   job.student->train();
   int64_t parameter_count = 0;
-  for (const torch::Tensor& parameter : job.student->parameters()) parameter_count += parameter.numel();
+  for (const torch::Tensor& parameter : job.student->parameters())
+    parameter_count += parameter.numel();
   spdlog::info("student: {} ({} parameters)", config.student.path, parameter_count);
   job.student_scores = std::make_shared<scoring::ModelScorer>(job.student);
-  job.frozen = std::make_unique<scoring::FrozenModels>(*job.tokenizer.tokenizer, config.student.path,
-                                                       job.student->config().vocab_size);
+  job.frozen = std::make_unique<scoring::FrozenModels>(
+      *job.tokenizer.tokenizer, config.student.path, job.student->config().vocab_size);
 }
 
 // Teachers (distillation) or the KL and LENS references (RLVR), then the shared vocabulary.
 void load_scorers(const core::Config& config, Job& job) {
   if (job.distillation()) {
     if (config.teachers.empty()) {
-      core::throw_bad_input("teachers: algorithm " + config.algorithm + " needs at least one teacher");
+      core::throw_bad_input("teachers: algorithm " + config.algorithm +
+                            " needs at least one teacher");
     }
     job.teachers = scoring::load_teachers(config, *job.frozen);
   }
   if (job.rlvr()) {
     if (!config.teachers.empty()) {
-      spdlog::warn("teachers: ignored by algorithm {} (rewards come from the verifier)", config.algorithm);
+      spdlog::warn("teachers: ignored by algorithm {} (rewards come from the verifier)",
+                   config.algorithm);
     }
-    if (config.grpo.kl_beta > 0) job.kl_reference = job.frozen->reference(config.reference.path, config.reference.dtype);
+    if (config.grpo.kl_beta > 0)
+      job.kl_reference = job.frozen->reference(config.reference.path, config.reference.dtype);
     if (job.algorithm == Algorithm::lens) {
-      const std::string key = config.lens.score == "initial_policy" ? "student_init" : config.reference.path;
+      const std::string key =
+          config.lens.score == "initial_policy" ? "student_init" : config.reference.path;
       job.lens_reference = job.frozen->reference(key, config.reference.dtype);
     }
   }
@@ -87,30 +94,38 @@ void load_data(const core::Config& config, Job& job) {
   const auto spec_of = [&](const data::Record& record, bool use_reward_type) {
     const auto task = record.extra.find("task");
     return reward::reward_spec(use_reward_type ? config.reward.type : "auto", record.answer,
-                               task != record.extra.end() ? *task : nlohmann::json(), record.tests, record.source);
+                               task != record.extra.end() ? *task : nlohmann::json(), record.tests,
+                               record.source);
   };
   if (job.rlvr()) {
-    for (const data::Record& record : job.train_records) job.train_specs.push_back(spec_of(record, true));
+    for (const data::Record& record : job.train_records)
+      job.train_specs.push_back(spec_of(record, true));
   }
-  for (const data::Record& record : job.eval_records) job.eval_specs.push_back(spec_of(record, job.rlvr()));
-  reward::require_sandbox(job.train_specs, config.data.train_file, config.reward.code.allow_unsandboxed);
+  for (const data::Record& record : job.eval_records)
+    job.eval_specs.push_back(spec_of(record, job.rlvr()));
+  reward::require_sandbox(job.train_specs, config.data.train_file,
+                          config.reward.code.allow_unsandboxed);
   reward::require_sandbox(job.eval_specs, eval_file, config.reward.code.allow_unsandboxed);
 }
 
 // The number of steps, and a checkpoint that fits the job.
 void plan_steps(const core::Config& config, Job& job) {
   const int64_t records = int64_t(job.train_records.size());
-  const int64_t steps_per_epoch = (records + config.rollout.batch_prompts - 1) / config.rollout.batch_prompts;
-  job.total_steps = config.train.max_steps > 0 ? config.train.max_steps
-                                               : std::max<int64_t>(1, steps_per_epoch * config.train.epochs);
+  const int64_t steps_per_epoch =
+      (records + config.rollout.batch_prompts - 1) / config.rollout.batch_prompts;
+  job.total_steps = config.train.max_steps > 0
+                        ? config.train.max_steps
+                        : std::max<int64_t>(1, steps_per_epoch * config.train.epochs);
   if (job.state.step >= job.total_steps) {
-    core::throw_bad_input(job.resume_from + ": the checkpoint is at step " + std::to_string(job.state.step) +
-                          " and the job has " + std::to_string(job.total_steps) +
+    core::throw_bad_input(job.resume_from + ": the checkpoint is at step " +
+                          std::to_string(job.state.step) + " and the job has " +
+                          std::to_string(job.total_steps) +
                           " steps; raise train.max_steps to continue it");
   }
   if (job.state.epoch >= 0 && job.state.cursor > records) {
     core::throw_bad_input(job.resume_from + ": data cursor " + std::to_string(job.state.cursor) +
-                          " is beyond the " + std::to_string(records) + " records of " + config.data.train_file);
+                          " is beyond the " + std::to_string(records) + " records of " +
+                          config.data.train_file);
   }
 }
 
@@ -129,7 +144,8 @@ DistillObjective parse_distill_objective(const std::string& name) {
   if (name == "sampled_token") return DistillObjective::sampled_token;
   if (name == "full_vocab") return DistillObjective::full_vocab;
   if (name == "top_k") return DistillObjective::top_k;
-  core::throw_bad_input("gopd.objective: unknown objective '" + name + "' (sampled_token, full_vocab, top_k)");
+  core::throw_bad_input("gopd.objective: unknown objective '" + name +
+                        "' (sampled_token, full_vocab, top_k)");
 }
 
 std::string Job::loss_key() const {

@@ -17,30 +17,36 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 // What the policy loss reads besides the rows: the trained sequences (original prompts) and
 // the per-token log-probs the clip, the KL penalty and the importance weights need.
 struct PolicyInputs {
   scoring::TrainingSequences sequences;
-  torch::Tensor reference;   // (B, T) log π_ref(y_t), with a KL penalty
+  torch::Tensor reference;  // (B, T) log π_ref(y_t), with a KL penalty
   // (B, T) log π_old(y_t | x): the proximal policy of the clip; undefined = the update's own
   // forward (one update: θ = θ_old). crpo_literal: log π_old(y_t | x_roll) + log w̃.
   torch::Tensor old;
-  torch::Tensor old_train;   // (B, T) crpo_literal: log π_old(y_t | x_roll), for the importance weights
+  torch::Tensor
+      old_train;  // (B, T) crpo_literal: log π_old(y_t | x_roll), for the importance weights
   torch::Tensor row_weight;  // (B) crpo: 1/w̃ of each row (lens.h); undefined = 1
 };
 
 // The batch's groups as rows, with their verification started on the reward workers.
-lens::RlvrRows group_rows(const Job& job, const rollout::RolloutBatch& batch, const std::vector<size_t>& indices,
-                          const std::vector<std::vector<int64_t>>& prompts, std::vector<reward::RewardJob>& jobs) {
+lens::RlvrRows group_rows(const Job& job, const rollout::RolloutBatch& batch,
+                          const std::vector<size_t>& indices,
+                          const std::vector<std::vector<int64_t>>& prompts,
+                          std::vector<reward::RewardJob>& jobs) {
   lens::RlvrRows rows;
   for (int64_t r = 0; r < batch.response_ids.size(0); ++r) {
     const int64_t group = batch.group_ids[r].item<int64_t>();
     rows.prompt.push_back(prompts[size_t(group)]);
     rows.response.push_back(response_tokens(batch, r));
     rows.rollout_logprobs.push_back(response_logprobs_of(batch, r));
-    jobs.push_back({&job.train_specs[indices[size_t(group)]], job.tokenizer.tokenizer->decode(rows.response.back(), true)});
+    jobs.push_back({&job.train_specs[indices[size_t(group)]],
+                    job.tokenizer.tokenizer->decode(rows.response.back(), true)});
   }
   rows.roll_prompt = rows.prompt;
   rows.log_weight.assign(rows.prompt.size(), 0.0);
@@ -48,8 +54,8 @@ lens::RlvrRows group_rows(const Job& job, const rollout::RolloutBatch& batch, co
 }
 
 // The reward metrics of verified rows.
-void put_rewards(const Job& job, const std::vector<reward::RewardResult>& results, const torch::Tensor& group_ids,
-                 lens::RlvrRows& rows, nlohmann::json& line) {
+void put_rewards(const Job& job, const std::vector<reward::RewardResult>& results,
+                 const torch::Tensor& group_ids, lens::RlvrRows& rows, nlohmann::json& line) {
   double format_sum = 0;
   for (const reward::RewardResult& result : results) {
     rows.reward.push_back(result.reward);
@@ -78,7 +84,8 @@ lens::LensHooks lens_hooks(Job& job, int64_t step, const std::vector<size_t>& in
     return job.lens_reference->prompt_logprobs(p, job.pad_id, config.optim.micro_batch_size);
   };
   hooks.sample = [&job, &config, step](const lens::Prompts& p) {
-    const rollout::RolloutBatch batch = sample(job, p, job_seed(job, "lens/" + std::to_string(step)), config.rollout.n);
+    const rollout::RolloutBatch batch =
+        sample(job, p, job_seed(job, "lens/" + std::to_string(step)), config.rollout.n);
     lens::Samples samples;
     for (int64_t r = 0; r < batch.response_ids.size(0); ++r) {
       samples.responses.push_back(response_tokens(batch, r));
@@ -87,15 +94,18 @@ lens::LensHooks lens_hooks(Job& job, int64_t step, const std::vector<size_t>& in
     samples.generated_tokens = batch.generated_tokens;
     return samples;
   };
-  hooks.verify = [&job, &config, &tokenizer, &indices](const std::vector<int64_t>& groups, const lens::Prompts& responses) {
+  hooks.verify = [&job, &config, &tokenizer, &indices](const std::vector<int64_t>& groups,
+                                                       const lens::Prompts& responses) {
     std::vector<reward::RewardJob> jobs;
     for (size_t r = 0; r < responses.size(); ++r) {
-      jobs.push_back({&job.train_specs[indices[size_t(groups[r])]], tokenizer.decode(responses[r], true)});
+      jobs.push_back(
+          {&job.train_specs[indices[size_t(groups[r])]], tokenizer.decode(responses[r], true)});
     }
     return reward::score_async(std::move(jobs), config.reward).get();
   };
   hooks.eligible_span = [&job, &tokenizer, &indices, &prompts](int64_t g) {
-    return data::user_text_span(job.train_records[indices[size_t(g)]], job.format, tokenizer, prompts[size_t(g)]);
+    return data::user_text_span(job.train_records[indices[size_t(g)]], job.format, tokenizer,
+                                prompts[size_t(g)]);
   };
   hooks.decode = [&tokenizer](const std::vector<int64_t>& ids) { return tokenizer.decode(ids); };
   return hooks;
@@ -104,14 +114,15 @@ lens::LensHooks lens_hooks(Job& job, int64_t step, const std::vector<size_t>& in
 // LENS on the verified groups; when it transferred rollouts, the rebuilt batch's inputs: the
 // transferred responses conditioned on the original prompt x.
 void apply_lens(StepContext& context, int64_t step, const std::vector<size_t>& indices,
-                const std::vector<std::vector<int64_t>>& prompts, const UpdateShape& shape, lens::RlvrRows& rows,
-                PolicyInputs& inputs, nlohmann::json& line) {
+                const std::vector<std::vector<int64_t>>& prompts, const UpdateShape& shape,
+                lens::RlvrRows& rows, PolicyInputs& inputs, nlohmann::json& line) {
   Job& job = context.job;
   const core::Config& config = job.cfg();
   std::vector<std::string> record_ids;
   for (const size_t index : indices) record_ids.push_back(job.train_records[index].id);
-  const lens::LensStepResult result = lens::lens_step(config.lens, job.weight_scheme, config.rollout.n, step, prompts,
-                                                      record_ids, rows, lens_hooks(job, step, indices, prompts), line);
+  const lens::LensStepResult result =
+      lens::lens_step(config.lens, job.weight_scheme, config.rollout.n, step, prompts, record_ids,
+                      rows, lens_hooks(job, step, indices, prompts), line);
   if (!result.dump.empty()) {
     std::ofstream out(context.run_path + "/lens_dump.jsonl", std::ios::app);
     out << result.dump;
@@ -121,27 +132,33 @@ void apply_lens(StepContext& context, int64_t step, const std::vector<size_t>& i
   const double temperature = config.rollout.temperature;
   const int64_t micro = config.optim.micro_batch_size;
   inputs.sequences = lens::training_sequences(rows, job.pad_id);
-  if (job.kl_reference) inputs.reference = job.kl_reference->response_logprobs(inputs.sequences, temperature, micro, job.impl);
+  if (job.kl_reference)
+    inputs.reference =
+        job.kl_reference->response_logprobs(inputs.sequences, temperature, micro, job.impl);
   if (job.weight_scheme == lens::WeightScheme::crpo_literal) {
     // ρ = π_θ(y | x) / (w̃ · π_old(y | x_roll)) inside the clip, as written.
-    inputs.old_train = job.student_scores->response_logprobs(lens::rollout_sequences(rows, job.pad_id), temperature,
-                                                             micro, job.impl);
+    inputs.old_train = job.student_scores->response_logprobs(
+        lens::rollout_sequences(rows, job.pad_id), temperature, micro, job.impl);
     inputs.old = lens::calibrated_old_logprobs(inputs.old_train, rows);
   } else {
     // The clip on π_θ(y | x) / π_old(y | x); the behaviour correction against the sampler's
     // log-probs under x_roll and 1/w̃ multiply from outside (lens.h).
-    inputs.old = shape.several_updates()
-                     ? job.student_scores->response_logprobs(inputs.sequences, temperature, micro, job.impl)
-                     : torch::Tensor();
-    if (job.weight_scheme == lens::WeightScheme::crpo) inputs.row_weight = lens::calibration_weights(rows);
+    inputs.old = shape.several_updates() ? job.student_scores->response_logprobs(
+                                               inputs.sequences, temperature, micro, job.impl)
+                                         : torch::Tensor();
+    if (job.weight_scheme == lens::WeightScheme::crpo)
+      inputs.row_weight = lens::calibration_weights(rows);
   }
 }
 
 // The clipped surrogate of a micro-batch, with the batch's importance-weight statistics.
 class RlvrLoss {
  public:
-  RlvrLoss(const Job& job, const PolicyInputs& inputs, const torch::Tensor& advantages, const lens::RlvrRows& rows)
-      : job_(job), inputs_(inputs), advantages_(advantages),
+  RlvrLoss(const Job& job, const PolicyInputs& inputs, const torch::Tensor& advantages,
+           const lens::RlvrRows& rows)
+      : job_(job),
+        inputs_(inputs),
+        advantages_(advantages),
         sampler_(lens::rollout_logprobs(rows, inputs.sequences.targets.size(1))) {
     const core::Config& config = job.cfg();
     options_.policy.agg = job.agg;
@@ -159,17 +176,22 @@ class RlvrLoss {
         sequences.targets.slice(0, begin, end), job_.cfg().rollout.temperature, true, job_.impl);
     const torch::Tensor part_mask = sequences.mask.slice(0, begin, end);
     entropy_sum += (student.entropy.detach() * part_mask).sum().item<double>();
-    const torch::Tensor part_old = inputs_.old.defined() ? inputs_.old.slice(0, begin, end) : student.logprobs.detach();
+    const torch::Tensor part_old =
+        inputs_.old.defined() ? inputs_.old.slice(0, begin, end) : student.logprobs.detach();
     // w_t = min(exp(log π_old_train − log π_rollout), C): the sampler/trainer correction of the
     // distillation path, which for a transferred row also corrects for x_roll ≠ x.
-    const torch::Tensor part_train = inputs_.old_train.defined() ? inputs_.old_train.slice(0, begin, end) : part_old;
-    torch::Tensor weights = objective::truncated_importance_weights(part_train, sampler_.slice(0, begin, end),
-                                                                    job_.cfg().grpo.importance_cap);  // (b, T)
+    const torch::Tensor part_train =
+        inputs_.old_train.defined() ? inputs_.old_train.slice(0, begin, end) : part_old;
+    torch::Tensor weights =
+        objective::truncated_importance_weights(part_train, sampler_.slice(0, begin, end),
+                                                job_.cfg().grpo.importance_cap);  // (b, T)
     importance.add(weights, part_mask);
-    if (inputs_.row_weight.defined()) weights = weights * inputs_.row_weight.slice(0, begin, end).unsqueeze(1);
-    return objective::grpo_loss(student.logprobs, part_old, advantages_.slice(0, begin, end), weights,
-                                inputs_.reference.defined() ? inputs_.reference.slice(0, begin, end) : torch::Tensor(),
-                                part_mask, options_);
+    if (inputs_.row_weight.defined())
+      weights = weights * inputs_.row_weight.slice(0, begin, end).unsqueeze(1);
+    return objective::grpo_loss(
+        student.logprobs, part_old, advantages_.slice(0, begin, end), weights,
+        inputs_.reference.defined() ? inputs_.reference.slice(0, begin, end) : torch::Tensor(),
+        part_mask, options_);
   }
 
   double entropy_sum = 0;
@@ -185,7 +207,8 @@ class RlvrLoss {
 
 }  // namespace
 
-void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& indices, nlohmann::json& line) {
+void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& indices,
+               nlohmann::json& line) {
   Job& job = context.job;
   const core::Config& config = job.cfg();
   // Rollout: a group of n samples per prompt; verified on the reward workers meanwhile.
@@ -207,10 +230,12 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
   inputs.sequences = lens::training_sequences(rows, job.pad_id);
   auto scoring_start = Clock::now();
   if (job.kl_reference) {
-    inputs.reference = job.kl_reference->response_logprobs(inputs.sequences, temperature, config.optim.micro_batch_size, job.impl);
+    inputs.reference = job.kl_reference->response_logprobs(inputs.sequences, temperature,
+                                                           config.optim.micro_batch_size, job.impl);
   }
   if (shape.several_updates()) {
-    inputs.old = job.student_scores->response_logprobs(inputs.sequences, temperature, config.optim.micro_batch_size, job.impl);
+    inputs.old = job.student_scores->response_logprobs(inputs.sequences, temperature,
+                                                       config.optim.micro_batch_size, job.impl);
   }
   const double scoring_seconds = seconds_since(scoring_start);
   const auto wait_start = Clock::now();
@@ -231,22 +256,26 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
   objective::GroupAdvantageOptions advantage_options;
   advantage_options.std_normalize = config.grpo.std_normalize;
   advantage_options.epsilon = config.grpo.epsilon;
-  const torch::Tensor advantages =
-      objective::group_advantages(torch::tensor(rows.reward, torch::kFloat), group_ids, advantage_options);
+  const torch::Tensor advantages = objective::group_advantages(
+      torch::tensor(rows.reward, torch::kFloat), group_ids, advantage_options);
   RlvrLoss loss(job, inputs, advantages, rows);
   const auto update_start = Clock::now();
-  context.updater.update(step, inputs.sequences.mask, shape,
-                         [&loss](int64_t begin, int64_t end) { return loss(begin, end); }, line);
+  context.updater.update(
+      step, inputs.sequences.mask, shape,
+      [&loss](int64_t begin, int64_t end) { return loss(begin, end); }, line);
   loss.importance.put(line);
-  if (inputs.row_weight.defined()) line["lens/row_weight_mean"] = inputs.row_weight.mean().item<double>();
+  if (inputs.row_weight.defined())
+    line["lens/row_weight_mean"] = inputs.row_weight.mean().item<double>();
   const double update_seconds = seconds_since(update_start);
 
   const double total_tokens = std::max(1.0, inputs.sequences.mask.sum().item<double>());
-  put_rollout_metrics(rollout_batch, rollout_seconds, loss.entropy_sum, total_tokens * double(shape.epochs), line);
+  put_rollout_metrics(rollout_batch, rollout_seconds, loss.entropy_sum,
+                      total_tokens * double(shape.epochs), line);
   line["perf/scoring_s"] = scoring_seconds;
   line["perf/reward_wait_s"] = reward_wait_seconds;
   line["perf/update_s"] = update_seconds;
-  line["perf/update_tokens_per_s"] = total_tokens * double(shape.epochs) / std::max(update_seconds, 1e-9);
+  line["perf/update_tokens_per_s"] =
+      total_tokens * double(shape.epochs) / std::max(update_seconds, 1e-9);
 }
 
 }  // namespace gopd::train

@@ -7,7 +7,8 @@
 
 namespace gopd::train {
 
-std::vector<std::vector<int64_t>> encode_prompts(const Job& job, const std::vector<data::Record>& records) {
+std::vector<std::vector<int64_t>> encode_prompts(const Job& job,
+                                                 const std::vector<data::Record>& records) {
   std::vector<std::vector<int64_t>> prompts;
   for (const data::Record& record : records) {
     prompts.push_back(data::encode_prompt(record, job.format, *job.tokenizer.tokenizer));
@@ -24,7 +25,8 @@ rollout::GenerationParams generation_params(const Job& job, uint64_t seed) {
   return params;
 }
 
-rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& prompts, uint64_t seed, int64_t n) {
+rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& prompts,
+                             uint64_t seed, int64_t n) {
   const core::RolloutConfig& config = job.cfg().rollout;
   rollout::GenerationParams params = generation_params(job, seed);
   params.sampling.temperature = config.temperature;
@@ -49,11 +51,13 @@ std::vector<int64_t> response_tokens(const rollout::RolloutBatch& batch, int64_t
 
 std::vector<float> response_logprobs_of(const rollout::RolloutBatch& batch, int64_t row) {
   const int64_t length = batch.response_mask[row].sum().item<int64_t>();
-  const torch::Tensor values = batch.response_logprobs[row].narrow(0, 0, length).to(torch::kFloat).contiguous();
+  const torch::Tensor values =
+      batch.response_logprobs[row].narrow(0, 0, length).to(torch::kFloat).contiguous();
   return std::vector<float>(values.data_ptr<float>(), values.data_ptr<float>() + length);
 }
 
-std::string response_text(const rollout::RolloutBatch& batch, int64_t row, const tokenizer::Tokenizer& tokenizer) {
+std::string response_text(const rollout::RolloutBatch& batch, int64_t row,
+                          const tokenizer::Tokenizer& tokenizer) {
   return tokenizer.decode(response_tokens(batch, row), true);
 }
 
@@ -74,7 +78,8 @@ double evaluate(Job& job, const std::string& label) {
     job.student->eval();
     for (size_t begin = 0; begin < prompts.size(); begin += chunk) {
       const size_t end = std::min(prompts.size(), begin + chunk);
-      const std::vector<std::vector<int64_t>> part(prompts.begin() + long(begin), prompts.begin() + long(end));
+      const std::vector<std::vector<int64_t>> part(prompts.begin() + long(begin),
+                                                   prompts.begin() + long(end));
       const rollout::RolloutBatch batch = rollout::generate(job.student, part, params);
       for (int64_t r = 0; r < batch.response_ids.size(0); ++r) {
         jobs.push_back({&job.eval_specs[begin + size_t(batch.group_ids[r].item<int64_t>())],
@@ -85,10 +90,11 @@ double evaluate(Job& job, const std::string& label) {
   }
   // Correctness only: the format reward is a training signal, not accuracy.
   double correct = 0;
-  for (const reward::RewardResult& result : reward::score_async(jobs, config.reward).get()) correct += result.correct;
+  for (const reward::RewardResult& result : reward::score_async(jobs, config.reward).get())
+    correct += result.correct;
   const double accuracy = jobs.empty() ? 0.0 : correct / double(jobs.size());
-  spdlog::info("eval ({}): avg@{} = {:.4f} on {} prompts ({:.1f} s)", label, config.eval.samples, accuracy,
-               job.eval_records.size(),
+  spdlog::info("eval ({}): avg@{} = {:.4f} on {} prompts ({:.1f} s)", label, config.eval.samples,
+               accuracy, job.eval_records.size(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return accuracy;
 }

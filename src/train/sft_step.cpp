@@ -15,9 +15,11 @@ scoring::TrainingSequences sft_sequences(const Job& job, const std::vector<data:
   std::vector<std::vector<int64_t>> answers;
   for (const data::Record& record : records) {
     const auto solution = record.extra.find("solution");
-    const std::string text =
-        solution != record.extra.end() && solution->is_string() ? solution->get<std::string>() : record.answer;
-    if (text.empty()) core::throw_bad_input(record.source + ": algorithm sft needs a \"solution\" or \"answer\"");
+    const std::string text = solution != record.extra.end() && solution->is_string()
+                                 ? solution->get<std::string>()
+                                 : record.answer;
+    if (text.empty())
+      core::throw_bad_input(record.source + ": algorithm sft needs a \"solution\" or \"answer\"");
     std::vector<int64_t> answer = tokenizer.encode(" " + text, false);
     if (job.tokenizer.info.eos_id >= 0) answer.push_back(job.tokenizer.info.eos_id);
     answers.push_back(std::move(answer));
@@ -27,19 +29,23 @@ scoring::TrainingSequences sft_sequences(const Job& job, const std::vector<data:
 
 }  // namespace
 
-void sft_step(StepContext& context, int64_t step, const std::vector<data::Record>& batch, nlohmann::json& line) {
+void sft_step(StepContext& context, int64_t step, const std::vector<data::Record>& batch,
+              nlohmann::json& line) {
   Job& job = context.job;
   const auto start = std::chrono::steady_clock::now();
   const scoring::TrainingSequences sequences = sft_sequences(job, batch);
   const MicroBatchLoss loss_of = [&](int64_t begin, int64_t end) {
-    return objective::sft_loss(scoring::target_logits(job.student, sequences, begin, end, job.vocab_width),
-                               sequences.targets.slice(0, begin, end), sequences.mask.slice(0, begin, end), job.agg,
-                               job.impl);
+    return objective::sft_loss(
+        scoring::target_logits(job.student, sequences, begin, end, job.vocab_width),
+        sequences.targets.slice(0, begin, end), sequences.mask.slice(0, begin, end), job.agg,
+        job.impl);
   };
   UpdateShape shape;  // one pass, one update: SFT has no π_old to stay close to
-  shape.micro = job.cfg().optim.micro_batch_size > 0 ? job.cfg().optim.micro_batch_size : sequences.mask.size(0);
+  shape.micro = job.cfg().optim.micro_batch_size > 0 ? job.cfg().optim.micro_batch_size
+                                                     : sequences.mask.size(0);
   context.updater.update(step, sequences.mask, shape, loss_of, line);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   line["perf/update_s"] = seconds;
   line["perf/update_tokens_per_s"] = sequences.mask.sum().item<double>() / std::max(seconds, 1e-9);
 }

@@ -9,8 +9,8 @@
 
 #include <sys/resource.h>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "gopd/core/atomic_file.h"
 #include "gopd/core/metrics.h"
@@ -50,8 +50,8 @@ class Trainer {
  public:
   Trainer(const core::Config& config, const TrainOptions& options)
       : job_(load_job(config, options)),
-        updater_(job_.student->parameters(), config.optim, job_.total_steps, config.train.max_nonfinite_steps,
-                 job_.agg) {}
+        updater_(job_.student->parameters(), config.optim, job_.total_steps,
+                 config.train.max_nonfinite_steps, job_.agg) {}
 
   TrainSummary run();
 
@@ -79,8 +79,8 @@ void Trainer::restore() {
   summary_.resumed_from_step = state.step;
   trim_log(run_.metrics_path, state.step);
   trim_log(run_.path + "/lens_dump.jsonl", state.step);
-  spdlog::info("resumed from {} (step {}, epoch {}, record {} of the epoch)", job_.resume_from, state.step,
-               state.epoch, state.cursor);
+  spdlog::info("resumed from {} (step {}, epoch {}, record {} of the epoch)", job_.resume_from,
+               state.step, state.epoch, state.cursor);
 }
 
 std::vector<size_t> Trainer::epoch_order(int64_t epoch) const {
@@ -100,7 +100,8 @@ std::vector<size_t> Trainer::next_batch(std::vector<size_t>& order) {
     state.cursor = 0;
   }
   std::vector<size_t> indices;
-  while (int64_t(indices.size()) < job_.cfg().rollout.batch_prompts && state.cursor < int64_t(order.size())) {
+  while (int64_t(indices.size()) < job_.cfg().rollout.batch_prompts &&
+         state.cursor < int64_t(order.size())) {
     indices.push_back(order[size_t(state.cursor++)]);
   }
   return indices;
@@ -108,11 +109,12 @@ std::vector<size_t> Trainer::next_batch(std::vector<size_t>& order) {
 
 void Trainer::log_step(int64_t step, const nlohmann::json& line) const {
   const auto loss = line.find(job_.loss_key());
-  spdlog::info("step {}/{}  loss {:.4f}  grad_norm {:.3f}  lr {:.2e}{}  {:.1f} s", step + 1, job_.total_steps,
-               loss != line.end() ? loss->get<double>() : 0.0, line["optim/grad_norm"].get<double>(),
-               line["optim/lr"].get<double>(),
-               line.contains("reward/accuracy") ? fmt::format("  accuracy {:.3f}", line["reward/accuracy"].get<double>())
-                                                : std::string(),
+  spdlog::info("step {}/{}  loss {:.4f}  grad_norm {:.3f}  lr {:.2e}{}  {:.1f} s", step + 1,
+               job_.total_steps, loss != line.end() ? loss->get<double>() : 0.0,
+               line["optim/grad_norm"].get<double>(), line["optim/lr"].get<double>(),
+               line.contains("reward/accuracy")
+                   ? fmt::format("  accuracy {:.3f}", line["reward/accuracy"].get<double>())
+                   : std::string(),
                line["perf/step_s"].get<double>());
 }
 
@@ -123,8 +125,8 @@ void Trainer::save(int64_t step) {
   state.skipped_steps = updater_.counters().skipped;
   state.nonfinite_in_a_row = updater_.counters().nonfinite_in_a_row;
   const std::string checkpoints = run_.path + "/checkpoints";
-  summary_.final_model =
-      save_checkpoint(checkpoints, state, job_.student, updater_.optimizer(), job_.cfg().student.path);
+  summary_.final_model = save_checkpoint(checkpoints, state, job_.student, updater_.optimizer(),
+                                         job_.cfg().student.path);
   spdlog::info("saved {}", summary_.final_model);
   prune_checkpoints(checkpoints, job_.cfg().train.keep_last);
 }
@@ -135,15 +137,17 @@ TrainSummary Trainer::run() {
   restore();
   summary_.run_directory = run_.path;
   core::MetricsSink sink(run_.metrics_path);
-  spdlog::info("{}: {} steps, {} prompts/step × {} samples, objective {}, kernels {}", config.algorithm,
-               job_.total_steps, config.rollout.batch_prompts, config.rollout.n,
-               job_.algorithm == Algorithm::sft ? "sft" : config.gopd.objective, config.kernels.impl);
+  spdlog::info("{}: {} steps, {} prompts/step × {} samples, objective {}, kernels {}",
+               config.algorithm, job_.total_steps, config.rollout.batch_prompts, config.rollout.n,
+               job_.algorithm == Algorithm::sft ? "sft" : config.gopd.objective,
+               config.kernels.impl);
   if (config.train.eval_every > 0 && job_.state.step == 0) {
     const double initial_accuracy = evaluate(job_, "step 0");
     if (initial_accuracy >= 0) sink.write({{"step", 0}, {"eval/accuracy", initial_accuracy}});
   }
   StepContext context{job_, updater_, run_.path};
-  std::vector<size_t> order = job_.state.epoch >= 0 ? epoch_order(job_.state.epoch) : std::vector<size_t>();
+  std::vector<size_t> order =
+      job_.state.epoch >= 0 ? epoch_order(job_.state.epoch) : std::vector<size_t>();
   if (job_.state.epoch < 0) job_.state.cursor = 0;
   for (int64_t step = job_.state.step; step < job_.total_steps; ++step) {
     const std::vector<size_t> indices = next_batch(order);
@@ -168,7 +172,8 @@ TrainSummary Trainer::run() {
     }
     sink.write(line);
     if ((step + 1) % std::max<int64_t>(1, config.run.log_every) == 0 || last) log_step(step, line);
-    if (config.train.save_every > 0 && (step + 1) % config.train.save_every == 0 && !last) save(step + 1);
+    if (config.train.save_every > 0 && (step + 1) % config.train.save_every == 0 && !last)
+      save(step + 1);
   }
   save(job_.total_steps);
   summary_.steps = updater_.counters().applied;

@@ -39,20 +39,21 @@ UpdateShape update_shape(const core::OptimConfig& optim, int64_t rows) {
   return shape;
 }
 
-Updater::Updater(std::vector<torch::Tensor> parameters, const core::OptimConfig& optim, int64_t total_steps,
-                 int64_t max_nonfinite_steps, objective::LossAgg agg)
+Updater::Updater(std::vector<torch::Tensor> parameters, const core::OptimConfig& optim,
+                 int64_t total_steps, int64_t max_nonfinite_steps, objective::LossAgg agg)
     : parameters_(std::move(parameters)),
       optim_(optim),
       total_steps_(total_steps),
       max_nonfinite_steps_(max_nonfinite_steps),
       agg_(agg),
-      optimizer_(std::make_unique<torch::optim::AdamW>(parameters_, torch::optim::AdamWOptions(optim.lr)
-                                                                        .betas({optim.beta1, optim.beta2})
-                                                                        .eps(optim.eps)
-                                                                        .weight_decay(optim.weight_decay))) {}
+      optimizer_(std::make_unique<torch::optim::AdamW>(parameters_,
+                                                       torch::optim::AdamWOptions(optim.lr)
+                                                           .betas({optim.beta1, optim.beta2})
+                                                           .eps(optim.eps)
+                                                           .weight_decay(optim.weight_decay))) {}
 
-void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape& shape, const MicroBatchLoss& loss_of,
-                     nlohmann::json& line) {
+void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape& shape,
+                     const MicroBatchLoss& loss_of, nlohmann::json& line) {
   const int64_t rows = mask.size(0);
   const double updates = double(shape.epochs * shape.mini_batches);
   // Each micro-batch's loss is weighted by its share of what the mini-batch's loss averages
@@ -96,8 +97,10 @@ void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape&
 
 bool Updater::apply(int64_t step, double loss, double& grad_norm) {
   const double lr = learning_rate(optim_, step, total_steps_);
-  for (auto& group : optimizer_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-  const double max_norm = optim_.grad_clip > 0 ? optim_.grad_clip : std::numeric_limits<double>::infinity();
+  for (auto& group : optimizer_->param_groups())
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  const double max_norm =
+      optim_.grad_clip > 0 ? optim_.grad_clip : std::numeric_limits<double>::infinity();
   grad_norm = torch::nn::utils::clip_grad_norm_(parameters_, max_norm);
   if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
     optimizer_->zero_grad();

@@ -135,6 +135,33 @@ TEST_F(RlvrCli, LensPurifiesOnlyTheUsersTextWhenTheReferenceDiffers) {
   }
 }
 
+// A LENS run killed after its step-2 checkpoint was cut off: resuming from step 1 redoes step 2
+// and logs it once — lens_dump.jsonl is trimmed to the checkpoint like metrics.jsonl, and both
+// end as the straight run's.
+TEST_F(RlvrCli, LensDumpIsTrimmedOnResumeLikeTheMetrics) {
+  const std::string config =
+      "train '" + (kDir / "grpo.yaml").string() +
+      "' --set algorithm=lens --set lens.score=reference --set reference.path=" +
+      (kDir / "other").string() + " --set lens.gamma=0.1 --set lens.dump_every=1 " +
+      "--set train.save_every=1 ";
+  std::string err;
+  ASSERT_EQ(run(config + "--set run.name=lens-straight", &err), 0) << err;
+  const fs::path straight = kDir / "runs/lens-straight";
+  const auto straight_dump = read_jsonl(straight / "lens_dump.jsonl");
+  ASSERT_FALSE(straight_dump.empty());
+  bool step_two = false;
+  for (const auto& entry : straight_dump) step_two = step_two || entry["step"] == 2;
+  ASSERT_TRUE(step_two) << "the fixture must dump at step 2 for this test to mean anything";
+  const fs::path killed = kDir / "runs/lens-killed";
+  fs::copy(straight, killed, fs::copy_options::recursive);
+  fs::remove_all(killed / "checkpoints/step_2");
+  ASSERT_EQ(run(config + "--set run.name=lens-killed --resume auto", &err), 0) << err;
+  EXPECT_NE(err.find("(step 1"), std::string::npos) << err;
+  EXPECT_EQ(read_jsonl(killed / "lens_dump.jsonl"), straight_dump);
+  EXPECT_EQ(read_jsonl(killed / "metrics.jsonl").size(),
+            read_jsonl(straight / "metrics.jsonl").size());
+}
+
 TEST_F(RlvrCli, LensWithTheInitialPolicyPurifiesNothingBeforeThePolicyMoves) {
   std::string err;
   ASSERT_EQ(run("train '" + (kDir / "grpo.yaml").string() +

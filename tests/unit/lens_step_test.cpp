@@ -91,7 +91,8 @@ core::LensConfig config() {
   return c;
 }
 
-const lens::Prompts kPrompts = {{10, 11, 12, 13, 14, 15}, {30, 31, 32, 33, 34, 35}, {20, 21, 22, 23, 24, 25}};
+const lens::Prompts kPrompts = {
+    {10, 11, 12, 13, 14, 15}, {30, 31, 32, 33, 34, 35}, {20, 21, 22, 23, 24, 25}};
 
 TEST(LensStep, PurifiesTransfersAndWeighsTheLowSuccessGroup) {
   // Group 0: ā = 0.25 (< τ, token 13 moved); group 1: ā = 0.75; group 2: ā = 0 but nothing moved.
@@ -99,9 +100,11 @@ TEST(LensStep, PurifiesTransfersAndWeighsTheLowSuccessGroup) {
   const lens::RlvrRows before = rows;
   Fakes fakes;
   nlohmann::json line;
-  const lens::LensStepResult result = lens::lens_step(config(), lens::WeightScheme::crpo, kN, 0, kPrompts,
-                                                      {"a", "b", "c"}, rows, fakes.hooks(), line);
-  EXPECT_EQ(result.transferred, 2);  // failures 1 and 2 take purified successes 0 and 1; failure 3 stays
+  const lens::LensStepResult result =
+      lens::lens_step(config(), lens::WeightScheme::crpo, kN, 0, kPrompts, {"a", "b", "c"}, rows,
+                      fakes.hooks(), line);
+  EXPECT_EQ(result.transferred,
+            2);  // failures 1 and 2 take purified successes 0 and 1; failure 3 stays
   EXPECT_EQ(fakes.verified_groups, (std::vector<int64_t>{0, 0, 0, 0}));
   const std::vector<int64_t> purified = {10, 11, 12, 14, 15};
   EXPECT_EQ(rows.response[1], (std::vector<int64_t>{7, 7}));
@@ -149,8 +152,8 @@ TEST(LensStep, UniformWeightsAndNoDumpBetweenDumpSteps) {
   nlohmann::json line;
   core::LensConfig c = config();
   c.dump_every = 2;
-  const lens::LensStepResult result =
-      lens::lens_step(c, lens::WeightScheme::uniform, kN, 0, kPrompts, {"a", "b", "c"}, rows, fakes.hooks(), line);
+  const lens::LensStepResult result = lens::lens_step(
+      c, lens::WeightScheme::uniform, kN, 0, kPrompts, {"a", "b", "c"}, rows, fakes.hooks(), line);
   EXPECT_EQ(result.transferred, 2);
   for (const double w : rows.log_weight) EXPECT_EQ(w, 0.0);
   EXPECT_TRUE(result.dump.empty());  // step 1 is not a multiple of 2
@@ -162,7 +165,8 @@ TEST(LensStep, NothingIsScoredOrSampledWithoutALowSuccessGroup) {
   Fakes fakes;
   nlohmann::json line;
   const lens::LensStepResult result =
-      lens::lens_step(config(), lens::WeightScheme::crpo, kN, 0, kPrompts, {"a", "b", "c"}, rows, fakes.hooks(), line);
+      lens::lens_step(config(), lens::WeightScheme::crpo, kN, 0, kPrompts, {"a", "b", "c"}, rows,
+                      fakes.hooks(), line);
   EXPECT_EQ(result.transferred, 0);
   EXPECT_EQ(fakes.scored, 0);
   EXPECT_EQ(fakes.sampled, 0);

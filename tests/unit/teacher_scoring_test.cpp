@@ -20,17 +20,21 @@ constexpr int64_t kVocab = 7;
 class FakeScorer : public scoring::Scorer {
  public:
   FakeScorer(double scale, double offset) : scale_(scale), offset_(offset) {}
-  torch::Tensor target_logits(const scoring::TrainingSequences& s, int64_t begin, int64_t end) override {
+  torch::Tensor target_logits(const scoring::TrainingSequences& s, int64_t begin,
+                              int64_t end) override {
     calls.push_back({begin, end});
-    const torch::Tensor targets = s.targets.slice(0, begin, end).to(torch::kFloat).unsqueeze(-1);  // (b, T, 1)
+    const torch::Tensor targets =
+        s.targets.slice(0, begin, end).to(torch::kFloat).unsqueeze(-1);  // (b, T, 1)
     const torch::Tensor v = torch::arange(kVocab, torch::kFloat).view({1, 1, kVocab});
     return scale_ * torch::sin(v + 3.0 * targets + offset_);  // (b, T, V)
   }
-  torch::Tensor response_logprobs(const scoring::TrainingSequences&, double, int64_t, kernels::Impl) override {
+  torch::Tensor response_logprobs(const scoring::TrainingSequences&, double, int64_t,
+                                  kernels::Impl) override {
     ADD_FAILURE() << "not used by teacher scoring";
     return {};
   }
-  std::vector<std::vector<double>> prompt_logprobs(const std::vector<std::vector<int64_t>>&, int64_t, int64_t) override {
+  std::vector<std::vector<double>> prompt_logprobs(const std::vector<std::vector<int64_t>>&,
+                                                   int64_t, int64_t) override {
     ADD_FAILURE() << "not used by teacher scoring";
     return {};
   }
@@ -41,8 +45,9 @@ class FakeScorer : public scoring::Scorer {
 };
 
 struct Fixture {
-  std::shared_ptr<FakeScorer> plain = std::make_shared<FakeScorer>(1.0, 0.0);     // λ = 1, no reference
-  std::shared_ptr<FakeScorer> expert = std::make_shared<FakeScorer>(2.0, 0.5);    // λ = 1.5
+  std::shared_ptr<FakeScorer> plain =
+      std::make_shared<FakeScorer>(1.0, 0.0);  // λ = 1, no reference
+  std::shared_ptr<FakeScorer> expert = std::make_shared<FakeScorer>(2.0, 0.5);     // λ = 1.5
   std::shared_ptr<FakeScorer> reference = std::make_shared<FakeScorer>(0.5, 1.0);  // expert's π_ref
   scoring::TeacherSet set;
   scoring::TrainingSequences sequences;
@@ -50,13 +55,17 @@ struct Fixture {
     set.add({"plain", plain, 1.0, nullptr});
     set.add({"expert", expert, 1.5, reference});
     // Five rows, ragged responses.
-    sequences = scoring::pair_sequences({{1, 2}, {3}, {4, 5, 6}, {2}, {1}}, {{3, 4, 5}, {6}, {1, 2}, {5, 5, 5}, {0, 1}}, 0);
+    sequences = scoring::pair_sequences({{1, 2}, {3}, {4, 5, 6}, {2}, {1}},
+                                        {{3, 4, 5}, {6}, {1, 2}, {5, 5, 5}, {0, 1}}, 0);
   }
 };
 
-torch::Tensor expected_logprobs(FakeScorer& scorer, const scoring::TrainingSequences& s, int64_t row, double temperature) {
+torch::Tensor expected_logprobs(FakeScorer& scorer, const scoring::TrainingSequences& s,
+                                int64_t row, double temperature) {
   const torch::Tensor logits = scorer.target_logits(s, row, row + 1) / temperature;  // (1, T, V)
-  return torch::log_softmax(logits, -1).gather(-1, s.targets.slice(0, row, row + 1).unsqueeze(-1)).squeeze(-1)[0];
+  return torch::log_softmax(logits, -1)
+      .gather(-1, s.targets.slice(0, row, row + 1).unsqueeze(-1))
+      .squeeze(-1)[0];
 }
 
 TEST(TeacherScoring, RecordsAreRoutedToTheTeacherTheyName) {
@@ -70,7 +79,8 @@ TEST(TeacherScoring, RecordsAreRoutedToTheTeacherTheyName) {
     f.set.teacher_of(record);
     FAIL() << "an unknown teacher must be refused";
   } catch (const core::Error& error) {
-    EXPECT_NE(std::string(error.what()).find("train.jsonl:3: teacher 'nobody'"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("train.jsonl:3: teacher 'nobody'"), std::string::npos)
+        << error.what();
   }
   scoring::TeacherSet single;
   single.add({"only", f.plain, 1.0, nullptr});
@@ -79,7 +89,8 @@ TEST(TeacherScoring, RecordsAreRoutedToTheTeacherTheyName) {
   const scoring::RowRouting routing = f.set.route({0, 0, 1, 1, 0});
   EXPECT_EQ(routing.lambda, (std::vector<double>{1.0, 1.0, 1.5, 1.5, 1.0}));
   EXPECT_TRUE(routing.any_reference);
-  EXPECT_TRUE(torch::equal(routing.own_reference, torch::tensor({false, false, true, true, false})));
+  EXPECT_TRUE(
+      torch::equal(routing.own_reference, torch::tensor({false, false, true, true, false})));
   EXPECT_TRUE(torch::equal(routing.lambda_of(1, 4), torch::tensor({1.0f, 1.5f, 1.5f})));
 }
 
@@ -91,12 +102,15 @@ TEST(TeacherScoring, EachRowGetsItsTeachersLogitsAndLambdaOneRowsSkipTheReferenc
   // Consecutive rows of one teacher in one call: plain [0, 2) and [4, 5), expert [2, 4).
   EXPECT_EQ(f.plain->calls, (std::vector<std::pair<int64_t, int64_t>>{{0, 2}, {4, 5}}));
   EXPECT_EQ(f.expert->calls, (std::vector<std::pair<int64_t, int64_t>>{{2, 4}}));
-  EXPECT_EQ(f.reference->calls, (std::vector<std::pair<int64_t, int64_t>>{{2, 4}}));  // never for λ = 1 rows
+  EXPECT_EQ(f.reference->calls,
+            (std::vector<std::pair<int64_t, int64_t>>{{2, 4}}));  // never for λ = 1 rows
   for (int64_t r = 0; r < 5; ++r) {
     FakeScorer& own = (r == 2 || r == 3) ? *f.expert : *f.plain;
     FakeScorer& ref = (r == 2 || r == 3) ? *f.reference : *f.plain;
-    EXPECT_TRUE(torch::equal(teacher[r], own.target_logits(f.sequences, r, r + 1)[0])) << "row " << r;
-    EXPECT_TRUE(torch::equal(reference[r], ref.target_logits(f.sequences, r, r + 1)[0])) << "row " << r;
+    EXPECT_TRUE(torch::equal(teacher[r], own.target_logits(f.sequences, r, r + 1)[0]))
+        << "row " << r;
+    EXPECT_TRUE(torch::equal(reference[r], ref.target_logits(f.sequences, r, r + 1)[0]))
+        << "row " << r;
   }
   // Without a reference slot nothing but the teachers runs.
   f.reference->calls.clear();
@@ -116,9 +130,11 @@ TEST(TeacherScoring, SampledTokenScoresAreTheRightTeachersLogProbsForAnyMicroBat
       const bool expert = scored.routing.teacher[size_t(r)] == 1;
       FakeScorer& own = expert ? *f.expert : *f.plain;
       FakeScorer& ref = expert ? *f.reference : *f.plain;
-      EXPECT_TRUE(torch::allclose(scored.teacher[r], expected_logprobs(own, f.sequences, r, 0.7), 1e-6, 1e-6))
+      EXPECT_TRUE(torch::allclose(scored.teacher[r], expected_logprobs(own, f.sequences, r, 0.7),
+                                  1e-6, 1e-6))
           << "micro " << micro << " row " << r;
-      EXPECT_TRUE(torch::allclose(scored.reference[r], expected_logprobs(ref, f.sequences, r, 0.7), 1e-6, 1e-6))
+      EXPECT_TRUE(torch::allclose(scored.reference[r], expected_logprobs(ref, f.sequences, r, 0.7),
+                                  1e-6, 1e-6))
           << "micro " << micro << " row " << r;
     }
   }

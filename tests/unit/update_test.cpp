@@ -16,7 +16,8 @@ namespace {
 using namespace gopd;
 
 // Five rows of up to three tokens; row 3 is empty.
-const torch::Tensor kMask = torch::tensor({{1.f, 1.f, 1.f}, {1.f, 0.f, 0.f}, {1.f, 1.f, 0.f}, {0.f, 0.f, 0.f}, {1.f, 1.f, 1.f}});
+const torch::Tensor kMask = torch::tensor(
+    {{1.f, 1.f, 1.f}, {1.f, 0.f, 0.f}, {1.f, 1.f, 0.f}, {0.f, 0.f, 0.f}, {1.f, 1.f, 1.f}});
 const torch::Tensor kX = torch::arange(45, torch::kFloat).view({5, 3, 3}).sin();  // (B, T, 3)
 
 core::OptimConfig optim() {
@@ -36,13 +37,15 @@ struct FakeLoss {
   objective::LossOutput operator()(int64_t begin, int64_t end) {
     calls.push_back({begin, end});
     const torch::Tensor mask = kMask.slice(0, begin, end);
-    const torch::Tensor values = ((kX.slice(0, begin, end) * w).sum(-1) - 1.0).square() * mask;  // (b, T)
+    const torch::Tensor values =
+        ((kX.slice(0, begin, end) * w).sum(-1) - 1.0).square() * mask;  // (b, T)
     torch::Tensor loss;
     if (agg == objective::LossAgg::token_mean) {
       loss = values.sum() / mask.sum().clamp_min(1.0);
     } else {
       const torch::Tensor rows = mask.sum(1);
-      loss = ((values.sum(1) / rows.clamp_min(1.0)) * (rows > 0)).sum() / (rows > 0).sum().clamp_min(1);
+      loss = ((values.sum(1) / rows.clamp_min(1.0)) * (rows > 0)).sum() /
+             (rows > 0).sum().clamp_min(1);
     }
     if (poison) loss = loss * std::numeric_limits<float>::quiet_NaN();
     return {loss, {{"loss/fake", loss.detach()}}};
@@ -55,13 +58,14 @@ struct Outcome {
 };
 
 Outcome run(objective::LossAgg agg, int64_t micro, int64_t epochs = 1, int64_t mini_batches = 1,
-        std::vector<std::pair<int64_t, int64_t>>* calls = nullptr) {
+            std::vector<std::pair<int64_t, int64_t>>* calls = nullptr) {
   const core::OptimConfig o = optim();
   FakeLoss loss{torch::tensor({0.3f, -0.2f, 0.1f}).requires_grad_(), agg, {}, false};
   train::Updater updater({loss.w}, o, 10, 3, agg);
   train::UpdateShape shape{epochs, mini_batches, micro};
   Outcome out;
-  updater.update(0, kMask, shape, [&loss](int64_t b, int64_t e) { return loss(b, e); }, out.line);
+  updater.update(
+      0, kMask, shape, [&loss](int64_t b, int64_t e) { return loss(b, e); }, out.line);
   out.weights = loss.w.detach().clone();
   out.gradient = loss.w.grad().clone();
   if (calls != nullptr) *calls = loss.calls;
@@ -76,7 +80,8 @@ TEST(Update, MicroBatchesAccumulateTheGradientOfOneBigBatch) {
       const Outcome parts = run(agg, micro);
       EXPECT_TRUE(torch::allclose(parts.gradient, whole.gradient, 1e-5, 1e-6)) << "micro " << micro;
       EXPECT_TRUE(torch::allclose(parts.weights, whole.weights, 1e-5, 1e-6)) << "micro " << micro;
-      EXPECT_NEAR(parts.line["loss/fake"].get<double>(), whole.line["loss/fake"].get<double>(), 1e-5);
+      EXPECT_NEAR(parts.line["loss/fake"].get<double>(), whole.line["loss/fake"].get<double>(),
+                  1e-5);
     }
   }
 }
@@ -103,7 +108,10 @@ TEST(Update, EpochsTimesMiniBatchesStepOverContiguousSlices) {
 
 TEST(Update, NonFiniteLossSkipsTheStepAndStopsAfterTooManyInARow) {
   const core::OptimConfig o = optim();
-  FakeLoss loss{torch::tensor({0.3f, -0.2f, 0.1f}).requires_grad_(), objective::LossAgg::token_mean, {}, false};
+  FakeLoss loss{torch::tensor({0.3f, -0.2f, 0.1f}).requires_grad_(),
+                objective::LossAgg::token_mean,
+                {},
+                false};
   train::Updater updater({loss.w}, o, 10, 2, objective::LossAgg::token_mean);
   const train::UpdateShape shape{1, 1, 5};
   const auto call = [&loss](int64_t b, int64_t e) { return loss(b, e); };

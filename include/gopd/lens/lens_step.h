@@ -38,7 +38,8 @@ struct LensHooks {
   // n responses per prompt from the current policy.
   std::function<Samples(const Prompts&)> sample;
   // The rewards of `responses`, response r answering the record of batch group `groups[r]`.
-  std::function<std::vector<reward::RewardResult>(const std::vector<int64_t>& groups, const Prompts& responses)>
+  std::function<std::vector<reward::RewardResult>(const std::vector<int64_t>& groups,
+                                                  const Prompts& responses)>
       verify;
   // The positions [first, last) of group g's prompt that purification may delete (the user's text).
   std::function<std::pair<int64_t, int64_t>(int64_t group)> eligible_span;
@@ -56,8 +57,9 @@ struct LensStepResult {
 // and transfers purified successes into the groups (rows and log w̃ updated in place). Writes
 // the lens/* metrics into `line`; dumps when (step + 1) is a multiple of config.dump_every.
 // `record_ids` name each group's record in the dump.
-LensStepResult lens_step(const core::LensConfig& config, WeightScheme scheme, int64_t n, int64_t step,
-                         const Prompts& prompts, const std::vector<std::string>& record_ids, RlvrRows& rows,
+LensStepResult lens_step(const core::LensConfig& config, WeightScheme scheme, int64_t n,
+                         int64_t step, const Prompts& prompts,
+                         const std::vector<std::string>& record_ids, RlvrRows& rows,
                          const LensHooks& hooks, nlohmann::json& line);
 
 }  // namespace gopd::lens

@@ -14,12 +14,13 @@
 namespace gopd::lens {
 
 struct RlvrRows {
-  std::vector<std::vector<int64_t>> prompt;       // the original prompt of the row's group
+  std::vector<std::vector<int64_t>> prompt;  // the original prompt of the row's group
   std::vector<std::vector<int64_t>> response;
-  std::vector<std::vector<int64_t>> roll_prompt;  // x_roll: the prompt the response was sampled from
-  std::vector<double> reward;                     // what the advantages use
-  std::vector<double> correct;                    // the verifier's part (success = correct ≥ 1)
-  std::vector<double> log_weight;                 // log w̃ of CRPO (0 = plain GRPO)
+  std::vector<std::vector<int64_t>>
+      roll_prompt;                 // x_roll: the prompt the response was sampled from
+  std::vector<double> reward;      // what the advantages use
+  std::vector<double> correct;     // the verifier's part (success = correct ≥ 1)
+  std::vector<double> log_weight;  // log w̃ of CRPO (0 = plain GRPO)
   std::vector<std::vector<float>> rollout_logprobs;  // the sampler's log π(y_t | x_roll, y_<t)
 };
 

@@ -23,15 +23,16 @@ class Scorer {
   virtual ~Scorer() = default;
   // Logits predicting the targets of rows [begin, end): (rows, T, V') fp32, V' = the shared
   // vocabulary (vocab_width below).
-  virtual torch::Tensor target_logits(const TrainingSequences& sequences, int64_t begin, int64_t end) = 0;
+  virtual torch::Tensor target_logits(const TrainingSequences& sequences, int64_t begin,
+                                      int64_t end) = 0;
   // log π(targets[b, t] | prefix) at `temperature` for every response token: (B, T) fp32,
   // `micro_batch` rows per forward (0 = all).
   virtual torch::Tensor response_logprobs(const TrainingSequences& sequences, double temperature,
                                           int64_t micro_batch, kernels::Impl impl) = 0;
   // log π(x_j | x_<j) of each prompt's own tokens at temperature 1 (position 0 gets 0); prompts
   // left-padded with `pad`, `micro_batch` per forward.
-  virtual std::vector<std::vector<double>> prompt_logprobs(const std::vector<std::vector<int64_t>>& prompts,
-                                                           int64_t pad, int64_t micro_batch) = 0;
+  virtual std::vector<std::vector<double>> prompt_logprobs(
+      const std::vector<std::vector<int64_t>>& prompts, int64_t pad, int64_t micro_batch) = 0;
 };
 
 // A model of this process as a Scorer (always under NoGradGuard). `vocab_width` > 0 cuts the
@@ -40,11 +41,12 @@ class ModelScorer : public Scorer {
  public:
   explicit ModelScorer(model::Transformer model, int64_t vocab_width = 0)
       : model_(std::move(model)), vocab_width_(vocab_width) {}
-  torch::Tensor target_logits(const TrainingSequences& sequences, int64_t begin, int64_t end) override;
-  torch::Tensor response_logprobs(const TrainingSequences& sequences, double temperature, int64_t micro_batch,
-                                  kernels::Impl impl) override;
-  std::vector<std::vector<double>> prompt_logprobs(const std::vector<std::vector<int64_t>>& prompts, int64_t pad,
-                                                   int64_t micro_batch) override;
+  torch::Tensor target_logits(const TrainingSequences& sequences, int64_t begin,
+                              int64_t end) override;
+  torch::Tensor response_logprobs(const TrainingSequences& sequences, double temperature,
+                                  int64_t micro_batch, kernels::Impl impl) override;
+  std::vector<std::vector<double>> prompt_logprobs(const std::vector<std::vector<int64_t>>& prompts,
+                                                   int64_t pad, int64_t micro_batch) override;
   void set_vocab_width(int64_t width) { vocab_width_ = width; }
   int64_t embedding_rows() const { return model_->config().vocab_size; }
 

@@ -30,7 +30,7 @@ TrainingSequences sequences_from_rollout(const rollout::RolloutBatch& batch);
 
 // Logits predicting the targets of rows [begin, end): (rows, T, V') fp32, with the gradient of
 // `model` when grad mode is on; `vocab_width` > 0 cuts V to the shared tokenizer's ids.
-torch::Tensor target_logits(model::Transformer model, const TrainingSequences& sequences, int64_t begin,
-                            int64_t end, int64_t vocab_width);
+torch::Tensor target_logits(model::Transformer model, const TrainingSequences& sequences,
+                            int64_t begin, int64_t end, int64_t vocab_width);
 
 }  // namespace gopd::scoring

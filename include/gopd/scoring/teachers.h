@@ -64,12 +64,14 @@ class TeacherSet {
   // Teacher logits of rows [begin, end), each row by its own teacher (consecutive rows with the
   // same teacher in one forward), and with `with_reference` the reference logits (a λ = 1
   // teacher's own logits on its rows): (rows, T, V) fp32 each.
-  std::pair<torch::Tensor, torch::Tensor> logits(const TrainingSequences& sequences, const RowRouting& routing,
-                                                 int64_t begin, int64_t end, bool with_reference) const;
+  std::pair<torch::Tensor, torch::Tensor> logits(const TrainingSequences& sequences,
+                                                 const RowRouting& routing, int64_t begin,
+                                                 int64_t end, bool with_reference) const;
 
   // Fills scored.teacher and scored.reference: the sampled tokens' log-probs, micro-batch by
   // micro-batch (`micro_batch` rows per forward).
-  void score_tokens(ScoredBatch& scored, int64_t micro_batch, double temperature, kernels::Impl impl) const;
+  void score_tokens(ScoredBatch& scored, int64_t micro_batch, double temperature,
+                    kernels::Impl impl) const;
 
  private:
   std::vector<Teacher> teachers_;
@@ -80,7 +82,8 @@ class TeacherSet {
 // tokenizer. Every model's embedding width is recorded for vocabulary alignment.
 class FrozenModels {
  public:
-  FrozenModels(const tokenizer::Tokenizer& tokenizer, std::string student_path, int64_t student_rows);
+  FrozenModels(const tokenizer::Tokenizer& tokenizer, std::string student_path,
+               int64_t student_rows);
   std::shared_ptr<ModelScorer> reference(const std::string& key, const std::string& dtype);
   std::shared_ptr<ModelScorer> teacher(const std::string& path, const std::string& dtype);
   // Cuts every model's logits to the shared vocabulary; returns that width (0 = all the same).

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "gopd/objective/gopd_loss.h"
 #include "gopd/rollout/rollout_engine.h"
@@ -50,7 +50,7 @@ class DistillBatchStats {
 
 // Metrics of a step's rollout shared by every on-policy algorithm: response length, entropy of
 // the updated tokens (`entropy_sum` over `entropy_tokens`), truncation, and rollout speed.
-void put_rollout_metrics(const rollout::RolloutBatch& batch, double rollout_seconds, double entropy_sum,
-                         double entropy_tokens, nlohmann::json& line);
+void put_rollout_metrics(const rollout::RolloutBatch& batch, double rollout_seconds,
+                         double entropy_sum, double entropy_tokens, nlohmann::json& line);
 
 }  // namespace gopd::train

@@ -30,7 +30,7 @@ namespace gopd::train {
 enum class Algorithm { sft, opd, gopd, grpo, lens };
 enum class DistillObjective { sampled_token, full_vocab, top_k };
 
-Algorithm parse_algorithm(const std::string& name);                // algorithm
+Algorithm parse_algorithm(const std::string& name);                 // algorithm
 DistillObjective parse_distill_objective(const std::string& name);  // gopd.objective
 
 struct Job {
@@ -46,12 +46,13 @@ struct Job {
   int64_t pad_id = 0;  // the tokenizer's, 0 without one
 
   model::Transformer student{nullptr};  // trained, on the checkpoint's weights when resuming
-  std::shared_ptr<scoring::ModelScorer> student_scores;  // the student as a Scorer: π_old, LENS policy scores
-  std::unique_ptr<scoring::FrozenModels> frozen;         // teachers' and references' models
-  scoring::TeacherSet teachers;                          // opd, gopd
-  std::shared_ptr<scoring::Scorer> kl_reference;         // grpo, lens with grpo.kl_beta > 0
-  std::shared_ptr<scoring::Scorer> lens_reference;       // lens: π_ref of the interference scores
-  int64_t vocab_width = 0;  // logits are cut to this many columns; 0 = all
+  std::shared_ptr<scoring::ModelScorer>
+      student_scores;  // the student as a Scorer: π_old, LENS policy scores
+  std::unique_ptr<scoring::FrozenModels> frozen;    // teachers' and references' models
+  scoring::TeacherSet teachers;                     // opd, gopd
+  std::shared_ptr<scoring::Scorer> kl_reference;    // grpo, lens with grpo.kl_beta > 0
+  std::shared_ptr<scoring::Scorer> lens_reference;  // lens: π_ref of the interference scores
+  int64_t vocab_width = 0;                          // logits are cut to this many columns; 0 = all
 
   std::vector<data::Record> train_records;
   std::vector<data::Record> eval_records;

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "gopd/data/jsonl.h"
 #include "gopd/rollout/rollout_engine.h"
@@ -25,23 +25,28 @@ struct StepContext {
 };
 
 // sft: cross-entropy on the records' solutions (prompt tokens masked).
-void sft_step(StepContext& context, int64_t step, const std::vector<data::Record>& batch, nlohmann::json& line);
+void sft_step(StepContext& context, int64_t step, const std::vector<data::Record>& batch,
+              nlohmann::json& line);
 // opd, gopd: rollout.n samples per prompt, scored by each record's teacher (and reference).
 void distillation_step(StepContext& context, int64_t step, const std::vector<data::Record>& batch,
                        nlohmann::json& line);
 // grpo, lens: a group of rollout.n samples per prompt, verifiable rewards, group advantages, the
 // clipped surrogate (and LENS's purification and transfer, lens_step.h).
-void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& indices, nlohmann::json& line);
+void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& indices,
+               nlohmann::json& line);
 
 // The rollout stage, shared by the steps and evaluation.
-std::vector<std::vector<int64_t>> encode_prompts(const Job& job, const std::vector<data::Record>& records);
+std::vector<std::vector<int64_t>> encode_prompts(const Job& job,
+                                                 const std::vector<data::Record>& records);
 rollout::GenerationParams generation_params(const Job& job, uint64_t seed);
 // n responses per prompt by the current student (no grad), with the job's rollout sampling.
-rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& prompts, uint64_t seed, int64_t n);
+rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& prompts,
+                             uint64_t seed, int64_t n);
 // Row `row` of a rollout without padding: its tokens, the sampler's log-probs, its text.
 std::vector<int64_t> response_tokens(const rollout::RolloutBatch& batch, int64_t row);
 std::vector<float> response_logprobs_of(const rollout::RolloutBatch& batch, int64_t row);
-std::string response_text(const rollout::RolloutBatch& batch, int64_t row, const tokenizer::Tokenizer& tokenizer);
+std::string response_text(const rollout::RolloutBatch& batch, int64_t row,
+                          const tokenizer::Tokenizer& tokenizer);
 
 // avg@k of the student on the job's eval set (−1 without one), logged with `label`.
 double evaluate(Job& job, const std::string& label);

@@ -10,8 +10,8 @@
 #include <memory>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "gopd/core/config.h"
 #include "gopd/objective/loss_output.h"
@@ -22,7 +22,8 @@ namespace gopd::train {
 // The loss of rows [begin, end) of a batch, for gradient accumulation.
 using MicroBatchLoss = std::function<objective::LossOutput(int64_t begin, int64_t end)>;
 
-// How a batch of `rows` rows is updated (optim.ppo_epochs, optim.mini_batches, optim.micro_batch_size).
+// How a batch of `rows` rows is updated (optim.ppo_epochs, optim.mini_batches,
+// optim.micro_batch_size).
 struct UpdateShape {
   int64_t epochs = 1;
   int64_t mini_batches = 1;
@@ -41,13 +42,13 @@ struct UpdateCounters {
 
 class Updater {
  public:
-  Updater(std::vector<torch::Tensor> parameters, const core::OptimConfig& optim, int64_t total_steps,
-          int64_t max_nonfinite_steps, objective::LossAgg agg);
+  Updater(std::vector<torch::Tensor> parameters, const core::OptimConfig& optim,
+          int64_t total_steps, int64_t max_nonfinite_steps, objective::LossAgg agg);
 
   // The updates of step `step` over a batch whose response tokens are `mask` (B, T); writes
   // loss and optimizer metrics (micro-batch metrics averaged by share) into `line`.
-  void update(int64_t step, const torch::Tensor& mask, const UpdateShape& shape, const MicroBatchLoss& loss_of,
-              nlohmann::json& line);
+  void update(int64_t step, const torch::Tensor& mask, const UpdateShape& shape,
+              const MicroBatchLoss& loss_of, nlohmann::json& line);
 
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   UpdateCounters& counters() { return counters_; }
