@@ -139,6 +139,7 @@ void OptimConfig::visit(ConfigVisitor& v) {
   v.field("ppo_epochs", ppo_epochs, NumberRule::at_least(1));
   v.field("mini_batches", mini_batches, NumberRule::at_least(1));
   v.field("micro_batch_size", micro_batch_size, NumberRule::at_least(1));
+  v.field("micro_batch_tokens", micro_batch_tokens, NumberRule::non_negative());
 }
 
 void TrainConfig::visit(ConfigVisitor& v) {

@@ -71,6 +71,13 @@ void put_rewards(const Job& job, const std::vector<reward::RewardResult>& result
   if (job.cfg().reward.format_weight > 0) line["reward/format_mean"] = format_sum / count;
 }
 
+// Rows per forward of a prompt-only pass (micro_rows at the longest prompt's width).
+int64_t prompt_micro_rows(const core::OptimConfig& optim, const lens::Prompts& prompts) {
+  size_t width = 1;
+  for (const auto& prompt : prompts) width = std::max(width, prompt.size());
+  return micro_rows(optim, int64_t(prompts.size()), int64_t(width));
+}
+
 // The LENS step's calls into this job: the student, the LENS reference, the verifier.
 lens::LensHooks lens_hooks(Job& job, int64_t step, const std::vector<size_t>& indices,
                            const std::vector<std::vector<int64_t>>& prompts) {
@@ -78,10 +85,10 @@ lens::LensHooks lens_hooks(Job& job, int64_t step, const std::vector<size_t>& in
   const tokenizer::Tokenizer& tokenizer = *job.tokenizer.tokenizer;
   lens::LensHooks hooks;
   hooks.policy_prompt_logprobs = [&job, &config](const lens::Prompts& p) {
-    return job.student_scores->prompt_logprobs(p, job.pad_id, config.optim.micro_batch_size);
+    return job.student_scores->prompt_logprobs(p, job.pad_id, prompt_micro_rows(config.optim, p));
   };
   hooks.reference_prompt_logprobs = [&job, &config](const lens::Prompts& p) {
-    return job.lens_reference->prompt_logprobs(p, job.pad_id, config.optim.micro_batch_size);
+    return job.lens_reference->prompt_logprobs(p, job.pad_id, prompt_micro_rows(config.optim, p));
   };
   hooks.sample = [&job, &config, step](const lens::Prompts& p) {
     const rollout::RolloutBatch batch =
@@ -130,8 +137,9 @@ void apply_lens(StepContext& context, int64_t step, const std::vector<size_t>& i
   }
   if (result.transferred == 0) return;
   const double temperature = config.rollout.temperature;
-  const int64_t micro = config.optim.micro_batch_size;
   inputs.sequences = lens::training_sequences(rows, job.pad_id);
+  const int64_t micro =
+      micro_rows(config.optim, int64_t(rows.prompt.size()), inputs.sequences.input_ids.size(1));
   if (job.kl_reference)
     inputs.reference =
         job.kl_reference->response_logprobs(inputs.sequences, temperature, micro, job.impl);
@@ -224,18 +232,19 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
   auto pending = reward::score_async(std::move(jobs), config.reward);
 
   // Scoring: the KL reference and, with several updates, π_old.
-  const UpdateShape shape = update_shape(config.optim, int64_t(rows.prompt.size()));
   const double temperature = config.rollout.temperature;
   PolicyInputs inputs;
   inputs.sequences = lens::training_sequences(rows, job.pad_id);
+  UpdateShape shape =
+      update_shape(config.optim, int64_t(rows.prompt.size()), inputs.sequences.input_ids.size(1));
   auto scoring_start = Clock::now();
   if (job.kl_reference) {
     inputs.reference = job.kl_reference->response_logprobs(inputs.sequences, temperature,
-                                                           config.optim.micro_batch_size, job.impl);
+                                                           shape.micro, job.impl);
   }
   if (shape.several_updates()) {
     inputs.old = job.student_scores->response_logprobs(inputs.sequences, temperature,
-                                                       config.optim.micro_batch_size, job.impl);
+                                                       shape.micro, job.impl);
   }
   const double scoring_seconds = seconds_since(scoring_start);
   const auto wait_start = Clock::now();
@@ -258,6 +267,8 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
   advantage_options.epsilon = config.grpo.epsilon;
   const torch::Tensor advantages = objective::group_advantages(
       torch::tensor(rows.reward, torch::kFloat), group_ids, advantage_options);
+  // LENS may have rebuilt the batch with longer responses: rows per micro-batch for its width.
+  shape.micro = micro_rows(config.optim, int64_t(rows.prompt.size()), inputs.sequences.input_ids.size(1));
   RlvrLoss loss(job, inputs, advantages, rows);
   const auto update_start = Clock::now();
   context.updater.update(

@@ -41,8 +41,7 @@ void sft_step(StepContext& context, int64_t step, const std::vector<data::Record
         job.impl);
   };
   UpdateShape shape;  // one pass, one update: SFT has no π_old to stay close to
-  shape.micro = job.cfg().optim.micro_batch_size > 0 ? job.cfg().optim.micro_batch_size
-                                                     : sequences.mask.size(0);
+  shape.micro = micro_rows(job.cfg().optim, sequences.mask.size(0), sequences.input_ids.size(1));
   context.updater.update(step, sequences.mask, shape, loss_of, line);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

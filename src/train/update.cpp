@@ -31,11 +31,18 @@ class MetricAccumulator {
 
 }  // namespace
 
-UpdateShape update_shape(const core::OptimConfig& optim, int64_t rows) {
+int64_t micro_rows(const core::OptimConfig& optim, int64_t rows, int64_t width) {
+  if (optim.micro_batch_tokens > 0) {
+    return std::max<int64_t>(1, optim.micro_batch_tokens / std::max<int64_t>(1, width));
+  }
+  return optim.micro_batch_size > 0 ? optim.micro_batch_size : rows;
+}
+
+UpdateShape update_shape(const core::OptimConfig& optim, int64_t rows, int64_t width) {
   UpdateShape shape;
   shape.epochs = std::max<int64_t>(1, optim.ppo_epochs);
   shape.mini_batches = std::clamp<int64_t>(optim.mini_batches, 1, std::max<int64_t>(rows, 1));
-  shape.micro = optim.micro_batch_size > 0 ? optim.micro_batch_size : rows;
+  shape.micro = micro_rows(optim, rows, width);
   return shape;
 }
 
@@ -92,6 +99,7 @@ void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape&
   line["optim/lr"] = learning_rate(optim_, step, total_steps_);
   line["optim/grad_norm"] = grad_norm_sum / updates;
   line["optim/updates"] = applied;
+  line["perf/micro_batch_rows"] = std::min(shape.micro, std::max<int64_t>(rows, 1));
   if (applied < int64_t(updates)) line["optim/skipped"] = int64_t(updates) - applied;
 }
 

@@ -98,12 +98,19 @@ TEST(Update, EpochsTimesMiniBatchesStepOverContiguousSlices) {
   EXPECT_EQ(calls, expected);
   EXPECT_DOUBLE_EQ(r.line["optim/lr"].get<double>(), 0.1);
   const core::OptimConfig o = optim();
-  EXPECT_EQ(train::update_shape(o, 5).epochs, 1);
+  EXPECT_EQ(train::update_shape(o, 5, 40).epochs, 1);
   core::OptimConfig many = o;
   many.mini_batches = 9;
   many.micro_batch_size = 0;
-  EXPECT_EQ(train::update_shape(many, 5).mini_batches, 5);  // never more mini-batches than rows
-  EXPECT_EQ(train::update_shape(many, 5).micro, 5);         // 0 = all rows at once
+  EXPECT_EQ(train::update_shape(many, 5, 40).mini_batches, 5);  // never more mini-batches than rows
+  EXPECT_EQ(train::update_shape(many, 5, 40).micro, 5);  // 0 = all rows at once
+  // A token budget: as many rows of the batch's padded width as fit, at least one.
+  core::OptimConfig budget = o;
+  budget.micro_batch_tokens = 100;
+  EXPECT_EQ(train::micro_rows(budget, 5, 40), 2);
+  EXPECT_EQ(train::micro_rows(budget, 5, 33), 3);
+  EXPECT_EQ(train::micro_rows(budget, 5, 101), 1);
+  EXPECT_EQ(train::update_shape(budget, 5, 25).micro, 4);
 }
 
 TEST(Update, NonFiniteLossSkipsTheStepAndStopsAfterTooManyInARow) {

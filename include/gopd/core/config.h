@@ -127,6 +127,10 @@ struct OptimConfig {
   int64_t ppo_epochs = 1;        // passes over each batch; > 1 switches to the clipped surrogate
   int64_t mini_batches = 1;      // optimizer steps per batch; > 1 also clips
   int64_t micro_batch_size = 8;  // sequences per forward/backward (gradient accumulation)
+  // > 0: micro-batches by a token budget instead: as many rows per forward/backward as fit in
+  // this many padded tokens (rows × the batch's prompt + response width), at least one;
+  // overrides micro_batch_size. 0 = off.
+  int64_t micro_batch_tokens = 0;
   void visit(ConfigVisitor& visitor);
 };
 

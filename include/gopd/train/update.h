@@ -22,15 +22,19 @@ namespace gopd::train {
 // The loss of rows [begin, end) of a batch, for gradient accumulation.
 using MicroBatchLoss = std::function<objective::LossOutput(int64_t begin, int64_t end)>;
 
-// How a batch of `rows` rows is updated (optim.ppo_epochs, optim.mini_batches,
-// optim.micro_batch_size).
+// How a batch of `rows` rows, each `width` padded tokens (prompt + response), is updated:
+// optim.ppo_epochs, optim.mini_batches, and rows per micro-batch (micro_rows).
 struct UpdateShape {
   int64_t epochs = 1;
   int64_t mini_batches = 1;
   int64_t micro = 1;  // rows per forward/backward
   bool several_updates() const { return epochs * mini_batches > 1; }
 };
-UpdateShape update_shape(const core::OptimConfig& optim, int64_t rows);
+UpdateShape update_shape(const core::OptimConfig& optim, int64_t rows, int64_t width);
+
+// Rows per forward/backward: optim.micro_batch_size, or with optim.micro_batch_tokens as many
+// rows of `width` padded tokens as fit in the budget (at least one); `rows` when both are 0.
+int64_t micro_rows(const core::OptimConfig& optim, int64_t rows, int64_t width);
 
 // Applied and skipped updates, and how many non-finite updates came in a row (what a
 // checkpoint saves of the update).
