@@ -64,7 +64,6 @@ void StudentConfig::visit(ConfigVisitor& v) {
   v.field("dtype", dtype, StringRule::one_of(kDtypes));
   v.field("chat_format", chat_format,
           StringRule::one_of({"auto", "qwen3", "qwen3_no_think", "chatml", "llama3", "none"}));
-  v.field("gradient_checkpointing", gradient_checkpointing);
 }
 
 void TeacherConfig::visit(ConfigVisitor& v) {
@@ -151,6 +150,7 @@ void TrainConfig::visit(ConfigVisitor& v) {
   v.field("loss_agg", loss_agg,
           StringRule::one_of({"token_mean", "seq_mean_token_mean", "seq_mean_token_sum"}));
   v.field("max_nonfinite_steps", max_nonfinite_steps, NumberRule::at_least(1));
+  v.field("activation_checkpointing", activation_checkpointing);
 }
 
 void CodeRewardConfig::visit(ConfigVisitor& v) {

@@ -207,6 +207,38 @@ torch::Tensor TransformerImpl::output_weight() {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
+// One decoder layer under activation checkpointing: forward without a graph, keeping only the
+// layer's input; backward runs the layer again with a graph and back-propagates through it,
+// which accumulates the layer's parameter gradients and returns the input's (the re-entrant
+// scheme of torch.utils.checkpoint). The layer has no randomness, so the recomputation is
+// the same computation.
+class RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& cos, const torch::Tensor& sin,
+                               const torch::Tensor& allowed, DecoderLayerImpl* layer, int64_t index) {
+    ctx->save_for_backward({x, cos, sin, allowed});
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    ctx->saved_data["index"] = index;
+    torch::NoGradGuard no_grad;
+    return layer->forward(x, cos, sin, allowed, nullptr, index);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    const torch::Tensor x = saved[0].detach().requires_grad_(true);
+    torch::Tensor out;
+    {
+      torch::AutoGradMode enable_grad(true);
+      out = layer->forward(x, saved[1], saved[2], saved[3], nullptr, ctx->saved_data["index"].toInt());
+    }
+    torch::autograd::backward({out}, {grads[0]});
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 torch::Tensor TransformerImpl::run_layers(const torch::Tensor& input_ids,
                                           const torch::Tensor& position_ids,
                                           const torch::Tensor& key_mask, KVCache* cache) {
@@ -228,8 +260,11 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& input_ids,
   const torch::Tensor allowed =
       causal.view({1, 1, 1, steps, keys}) & key_mask.view({batch, 1, 1, 1, keys});  // (B,1,1,T,S)
   torch::Tensor x = model->embed_tokens(input_ids);                                 // (B, T, H)
+  const bool recompute = activation_checkpointing_ && cache == nullptr && torch::GradMode::is_enabled();
   for (int64_t layer = 0; layer < static_cast<int64_t>(model->layers->size()); ++layer) {
-    x = model->layers[layer]->as<DecoderLayer>()->forward(x, cos, sin, allowed, cache, layer);
+    DecoderLayerImpl* decoder_layer = model->layers[layer]->as<DecoderLayer>();
+    x = recompute && x.requires_grad() ? RecomputedLayer::apply(x, cos, sin, allowed, decoder_layer, layer)
+                  : decoder_layer->forward(x, cos, sin, allowed, cache, layer);
   }
   if (cache != nullptr) cache->length += input_ids.size(1);
   return model->norm(x);

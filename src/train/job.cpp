@@ -44,6 +44,10 @@ void load_student(const core::Config& config, Job& job) {
   job.student = model::load_model(job.resume_from.empty() ? config.student.path : job.resume_from,
                                   scoring::parse_dtype(config.student.dtype));
   job.student->train();
+  job.student->set_activation_checkpointing(config.train.activation_checkpointing);
+  if (config.train.activation_checkpointing) {
+    spdlog::info("activation checkpointing: each decoder layer is recomputed in backward");
+  }
   int64_t parameter_count = 0;
   for (const torch::Tensor& parameter : job.student->parameters())
     parameter_count += parameter.numel();

@@ -269,6 +269,25 @@ TEST_F(TrainCli, MicroBatchedUpdateEqualsOneBigBatchForEveryAggregation) {
   }
 }
 
+// train.activation_checkpointing recomputes the student's layers in backward: the same step.
+TEST_F(TrainCli, ActivationCheckpointingGivesTheSameStep) {
+  std::vector<nlohmann::json> lines;
+  for (const std::string on : {"false", "true"}) {
+    std::string err;
+    ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set train.max_steps=1 --set run.name=checkpointing-" +
+                      on + " --set train.activation_checkpointing=" + on,
+                  &err),
+              0)
+        << err;
+    EXPECT_EQ(err.find("activation checkpointing: each decoder layer") != std::string::npos, on == "true") << err;
+    lines.push_back(read_jsonl(kDir / ("runs/checkpointing-" + on) / "metrics.jsonl").at(0));
+  }
+  for (const std::string key : {"loss/policy", "optim/grad_norm", "gopd/advantage_mean"}) {
+    const double plain = lines[0][key].get<double>();
+    EXPECT_NEAR(lines[1][key].get<double>(), plain, 1e-5 * std::max(1.0, std::abs(plain))) << key;
+  }
+}
+
 // The sampler's log-probs and the trainer's agree at a temperature other than 1 (both divide
 // the logits by T before the softmax): the truncated importance weight is 1 over the batch.
 TEST_F(TrainCli, ImportanceWeightIsOneAtTemperatureBelowOne) {

@@ -35,7 +35,6 @@ struct StudentConfig {
   std::string path;                  // Hugging Face model directory
   std::string dtype = "float32";     // weights; bf16 halves memory at some precision cost
   std::string chat_format = "auto";  // auto = from tokenizer_config.json
-  bool gradient_checkpointing = false;
   void visit(ConfigVisitor& visitor);
   void validate() const;
 };
@@ -142,6 +141,9 @@ struct TrainConfig {
   int64_t keep_last = 2;                // checkpoints kept
   std::string loss_agg = "token_mean";  // token_mean | seq_mean_token_mean | seq_mean_token_sum
   int64_t max_nonfinite_steps = 3;      // this many skipped updates in a row stop the run
+  // Recompute each decoder layer of the student in backward instead of keeping its
+  // activations: a layer's input per layer is all the update keeps (HF gradient_checkpointing).
+  bool activation_checkpointing = false;
   void visit(ConfigVisitor& visitor);
 };
 

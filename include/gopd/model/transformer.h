@@ -113,6 +113,11 @@ class TransformerImpl : public torch::nn::Module {
 
   // (V, H): lm_head.weight, or the embedding when tied.
   torch::Tensor output_weight();
+
+  // Activation checkpointing: with gradients on, each decoder layer keeps only its input in
+  // forward and runs again in backward (forward/hidden_states only, never the KV cache).
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
   const ModelConfig& config() const { return config_; }
 
   Decoder model{nullptr};
@@ -123,6 +128,7 @@ class TransformerImpl : public torch::nn::Module {
                            const torch::Tensor& key_mask, KVCache* cache);
 
   ModelConfig config_;
+  bool activation_checkpointing_ = false;
   torch::Tensor inv_freq_;  // (D/2) fp32, after rope scaling; kept fp32 whatever the model dtype
 };
 TORCH_MODULE(Transformer);
