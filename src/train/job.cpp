@@ -8,6 +8,7 @@
 
 #include "gopd/core/error.h"
 #include "gopd/core/rng.h"
+#include "gopd/core/runtime.h"
 #include "gopd/model/model_io.h"
 
 namespace gopd::train {
@@ -32,6 +33,21 @@ void find_checkpoint(const core::Config& config, const TrainOptions& options, Jo
                           " cannot continue a " + config.algorithm + " job");
   }
   job.state = saved;
+}
+
+// run.device: the trainer places everything on the CPU so far, so a job that asks for a GPU is
+// refused before anything is loaded rather than quietly trained on the CPU.
+void check_device(const core::Config& config) {
+  if (config.run.device == "cuda") {
+    core::throw_bad_input(
+        core::cuda_available()
+            ? "run.device: cuda: gopd train does not run on a GPU yet; use run.device: cpu"
+            : "run.device: cuda, but no CUDA device is visible to this process; use "
+              "run.device: cpu (or auto)");
+  }
+  if (config.run.device == "auto" && core::cuda_available()) {
+    spdlog::info("run.device auto: training runs on the CPU (gopd train does not use the GPU yet)");
+  }
 }
 
 // The student (from the checkpoint when resuming; student_init stays the job's student.path).
@@ -166,6 +182,7 @@ Job load_job(const core::Config& config, const TrainOptions& options) {
   job.weight_scheme = lens::parse_weight_scheme(config.lens.weight_scheme);
   job.impl = kernels::parse_impl(config.kernels.impl);
   job.agg = objective::parse_loss_agg(config.train.loss_agg);
+  check_device(config);
   find_checkpoint(config, options, job);
   load_student(config, job);
   load_scorers(config, job);

@@ -146,7 +146,10 @@ TEST_F(TrainCli, BadJobsExitTwoWithAClearMessage) {
                 &err),
             2);
   EXPECT_NE(err.find("train.jsonl:1: reward.type code needs a \"tests\" field"), std::string::npos) << err;
-  for (const char* name : {"bad1", "bad2", "bad3"}) {
+  // A GPU asked for: refused (none here; and gopd train does not run on one yet).
+  EXPECT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=bad4 --set run.device=cuda", &err), 2);
+  EXPECT_NE(err.find("run.device: cuda"), std::string::npos) << err;
+  for (const char* name : {"bad1", "bad2", "bad3", "bad4"}) {
     EXPECT_FALSE(fs::exists(kDir / "runs" / name)) << name << ": a failed job left its run directory";
   }
 }
