@@ -2,7 +2,6 @@
 // update's forward itself when there is a single update per batch (the weights have not moved
 // yet, so it is the same number), from a no-grad pass before the updates otherwise.
 #include <array>
-#include <chrono>
 #include <map>
 
 #include "gopd/core/error.h"
@@ -14,12 +13,6 @@
 
 namespace gopd::train {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // Correctness of a response to a record with an answer: the task checker when the record names
 // a task, the math verifier otherwise (the same rule as `gopd eval`). Logged, not optimised.

@@ -2,7 +2,6 @@
 // reference and π_old passes run, LENS's purification and transfer on the verified groups,
 // group advantages, and the clipped surrogate with the truncated importance weight against the
 // sampler (and CRPO's row weights for the groups LENS rebuilt).
-#include <chrono>
 #include <fstream>
 #include <numeric>
 
@@ -14,12 +13,6 @@
 
 namespace gopd::train {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // What the policy loss reads besides the rows: the trained sequences (original prompts) and
 // the per-token log-probs the clip, the KL penalty and the importance weights need.

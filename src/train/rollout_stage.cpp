@@ -1,6 +1,4 @@
 // The rollout stage and evaluation of the trainer: see steps.h.
-#include <chrono>
-
 #include <spdlog/spdlog.h>
 
 #include "gopd/train/steps.h"
@@ -64,7 +62,7 @@ std::string response_text(const rollout::RolloutBatch& batch, int64_t row,
 double evaluate(Job& job, const std::string& label) {
   if (job.eval_records.empty()) return -1;
   const core::Config& config = job.cfg();
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = Clock::now();
   const std::vector<std::vector<int64_t>> prompts = encode_prompts(job, job.eval_records);
   rollout::GenerationParams params = generation_params(job, job_seed(job, "eval"));
   params.sampling.temperature = config.eval.temperature;
@@ -94,8 +92,7 @@ double evaluate(Job& job, const std::string& label) {
     correct += result.correct;
   const double accuracy = jobs.empty() ? 0.0 : correct / double(jobs.size());
   spdlog::info("eval ({}): avg@{} = {:.4f} on {} prompts ({:.1f} s)", label, config.eval.samples,
-               accuracy, job.eval_records.size(),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+               accuracy, job.eval_records.size(), seconds_since(start));
   return accuracy;
 }
 

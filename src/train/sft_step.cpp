@@ -1,6 +1,4 @@
 // The sft step: cross-entropy on the records' solutions, prompts masked (see steps.h).
-#include <chrono>
-
 #include "gopd/core/error.h"
 #include "gopd/objective/sft_loss.h"
 #include "gopd/scoring/sequences.h"
@@ -32,7 +30,7 @@ scoring::TrainingSequences sft_sequences(const Job& job, const std::vector<data:
 void sft_step(StepContext& context, int64_t step, const std::vector<data::Record>& batch,
               nlohmann::json& line) {
   Job& job = context.job;
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = Clock::now();
   const scoring::TrainingSequences sequences = sft_sequences(job, batch);
   const MicroBatchLoss loss_of = [&](int64_t begin, int64_t end) {
     return objective::sft_loss(
@@ -43,8 +41,7 @@ void sft_step(StepContext& context, int64_t step, const std::vector<data::Record
   UpdateShape shape;  // one pass, one update: SFT has no π_old to stay close to
   shape.micro = micro_rows(job.cfg().optim, sequences.mask.size(0), sequences.input_ids.size(1));
   context.updater.update(step, sequences.mask, shape, loss_of, line);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = seconds_since(start);
   line["perf/update_s"] = seconds;
   line["perf/update_tokens_per_s"] = sequences.mask.sum().item<double>() / std::max(seconds, 1e-9);
 }

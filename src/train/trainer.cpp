@@ -3,7 +3,6 @@
 // evaluate and save. One process; data parallelism wraps it from outside.
 #include "gopd/train/trainer.h"
 
-#include <chrono>
 #include <fstream>
 #include <numeric>
 
@@ -23,8 +22,6 @@
 
 namespace gopd::train {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 int64_t peak_rss_mb() {
   rusage usage{};
@@ -164,7 +161,7 @@ TrainSummary Trainer::run() {
         distillation_step(context, step, batch, line);
       }
     }
-    line["perf/step_s"] = std::chrono::duration<double>(Clock::now() - step_start).count();
+    line["perf/step_s"] = seconds_since(step_start);
     line["perf/peak_rss_mb"] = peak_rss_mb();
     const bool last = step + 1 == job_.total_steps;
     if (config.train.eval_every > 0 && (step + 1) % config.train.eval_every == 0 && !last) {

@@ -94,6 +94,12 @@ core::LensConfig config() {
 const lens::Prompts kPrompts = {
     {10, 11, 12, 13, 14, 15}, {30, 31, 32, 33, 34, 35}, {20, 21, 22, 23, 24, 25}};
 
+// The step on kPrompts (records "a", "b", "c") at step 1 with the fakes' hooks.
+lens::LensStepResult run_step(const core::LensConfig& c, lens::WeightScheme scheme,
+                              lens::RlvrRows& rows, Fakes& fakes, nlohmann::json& line) {
+  return lens::lens_step(c, scheme, kN, 0, kPrompts, {"a", "b", "c"}, rows, fakes.hooks(), line);
+}
+
 TEST(LensStep, PurifiesTransfersAndWeighsTheLowSuccessGroup) {
   // Group 0: ā = 0.25 (< τ, token 13 moved); group 1: ā = 0.75; group 2: ā = 0 but nothing moved.
   lens::RlvrRows rows = rows_with(kPrompts, {1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0});
@@ -101,8 +107,7 @@ TEST(LensStep, PurifiesTransfersAndWeighsTheLowSuccessGroup) {
   Fakes fakes;
   nlohmann::json line;
   const lens::LensStepResult result =
-      lens::lens_step(config(), lens::WeightScheme::crpo, kN, 0, kPrompts, {"a", "b", "c"}, rows,
-                      fakes.hooks(), line);
+      run_step(config(), lens::WeightScheme::crpo, rows, fakes, line);
   EXPECT_EQ(result.transferred,
             2);  // failures 1 and 2 take purified successes 0 and 1; failure 3 stays
   EXPECT_EQ(fakes.verified_groups, (std::vector<int64_t>{0, 0, 0, 0}));
@@ -152,8 +157,7 @@ TEST(LensStep, UniformWeightsAndNoDumpBetweenDumpSteps) {
   nlohmann::json line;
   core::LensConfig c = config();
   c.dump_every = 2;
-  const lens::LensStepResult result = lens::lens_step(
-      c, lens::WeightScheme::uniform, kN, 0, kPrompts, {"a", "b", "c"}, rows, fakes.hooks(), line);
+  const lens::LensStepResult result = run_step(c, lens::WeightScheme::uniform, rows, fakes, line);
   EXPECT_EQ(result.transferred, 2);
   for (const double w : rows.log_weight) EXPECT_EQ(w, 0.0);
   EXPECT_TRUE(result.dump.empty());  // step 1 is not a multiple of 2
@@ -165,8 +169,7 @@ TEST(LensStep, NothingIsScoredOrSampledWithoutALowSuccessGroup) {
   Fakes fakes;
   nlohmann::json line;
   const lens::LensStepResult result =
-      lens::lens_step(config(), lens::WeightScheme::crpo, kN, 0, kPrompts, {"a", "b", "c"}, rows,
-                      fakes.hooks(), line);
+      run_step(config(), lens::WeightScheme::crpo, rows, fakes, line);
   EXPECT_EQ(result.transferred, 0);
   EXPECT_EQ(fakes.scored, 0);
   EXPECT_EQ(fakes.sampled, 0);

@@ -4,6 +4,7 @@
 // into the step's metrics line.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -17,6 +18,12 @@
 #include "gopd/train/update.h"
 
 namespace gopd::train {
+
+// Wall-clock time of the stages, for the perf/* metrics.
+using Clock = std::chrono::steady_clock;
+inline double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 struct StepContext {
   Job& job;
