@@ -151,6 +151,7 @@ void TrainConfig::visit(ConfigVisitor& v) {
           StringRule::one_of({"token_mean", "seq_mean_token_mean", "seq_mean_token_sum"}));
   v.field("max_nonfinite_steps", max_nonfinite_steps, NumberRule::at_least(1));
   v.field("activation_checkpointing", activation_checkpointing);
+  v.field("lm_head_chunk_tokens", lm_head_chunk_tokens, NumberRule::non_negative());
 }
 
 void CodeRewardConfig::visit(ConfigVisitor& v) {

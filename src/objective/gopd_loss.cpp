@@ -228,4 +228,122 @@ LossOutput gopd_top_k_loss(const torch::Tensor& student_logits, const torch::Ten
   return out;
 }
 
+namespace {
+
+// The segments must tile [0, B) in order; each segment's heads have its rows.
+void check_segments(const char* op, const kernels::LogitHead& student,
+                    const std::vector<TeacherHeads>& teachers, const torch::Tensor& mask) {
+  if (!student.defined() || student.hidden.dim() != 3) {
+    fail(op, "the student head's hidden states must be (B, T, H)");
+  }
+  const int64_t batch = student.hidden.size(0);
+  if (!mask.defined() || mask.dim() != 2 || mask.size(0) != batch ||
+      mask.size(1) != student.hidden.size(1)) {
+    fail(op, "mask must be (B, T) = the student's leading dimensions");
+  }
+  int64_t next = 0;
+  for (const TeacherHeads& segment : teachers) {
+    if (segment.begin != next || segment.end <= segment.begin || segment.end > batch) {
+      fail(op, "teacher segments must cover the rows [0, " + std::to_string(batch) +
+                   ") in order; got [" + std::to_string(segment.begin) + ", " +
+                   std::to_string(segment.end) + ")");
+    }
+    if (!segment.teacher.defined() || segment.teacher.hidden.size(0) != segment.end - segment.begin) {
+      fail(op, "a segment's teacher head must have the segment's rows");
+    }
+    if (!segment.reference.defined()) check_lambda_without_reference(op, segment.lambda);
+    next = segment.end;
+  }
+  if (next != batch) fail(op, "teacher segments cover " + std::to_string(next) + " of " +
+                                  std::to_string(batch) + " rows");
+}
+
+// The student head restricted to rows [begin, end) (its hidden states keep their gradient).
+kernels::LogitHead student_rows(const kernels::LogitHead& student, int64_t begin, int64_t end) {
+  kernels::LogitHead part = student;
+  part.hidden = student.hidden.slice(0, begin, end);
+  return part;
+}
+
+}  // namespace
+
+LossOutput gopd_full_vocab_loss(const kernels::LogitHead& student,
+                                const std::vector<TeacherHeads>& teachers, double temperature,
+                                const torch::Tensor& mask, LossAgg agg, kernels::Impl impl) {
+  check_segments("gopd_full_vocab_loss", student, teachers, mask);
+  std::vector<torch::Tensor> per_token;  // (rows, T) per segment
+  for (const TeacherHeads& segment : teachers) {
+    per_token.push_back(kernels::gopd_kl(student_rows(student, segment.begin, segment.end),
+                                         segment.teacher, segment.reference, segment.lambda,
+                                         temperature, impl));
+  }
+  LossOutput out;
+  out.loss = aggregate(torch::cat(per_token, 0), mask, agg);
+  out.metrics["loss/gopd_kl"] = out.loss.detach();
+  return out;
+}
+
+TopK teacher_top_k(const kernels::LogitHead& teacher, const kernels::LogitHead& reference,
+                   int64_t k, double temperature) {
+  const char* op = "teacher_top_k";
+  if (!teacher.defined() || teacher.hidden.dim() != 3) {
+    fail(op, "the teacher head's hidden states must be (B, T, H)");
+  }
+  if (reference.defined() && reference.rows() != teacher.rows()) {
+    fail(op, "the reference head must have the teacher's rows");
+  }
+  const int64_t vocab = teacher.weight.size(0);
+  if (k < 1 || k > vocab) {
+    fail(op, "k (gopd.top_k) = " + std::to_string(k) +
+                 " must be between 1 and the vocabulary size " + std::to_string(vocab));
+  }
+  if (!(temperature > 0.0) || !std::isfinite(temperature)) {
+    fail(op, "temperature must be a finite number > 0, got " + std::to_string(temperature));
+  }
+  torch::NoGradGuard no_grad;
+  const int64_t rows = teacher.rows();
+  const int64_t chunk = teacher.chunk_rows > 0 ? teacher.chunk_rows : std::max<int64_t>(rows, 1);
+  std::vector<torch::Tensor> ids, teacher_parts, reference_parts;
+  for (int64_t begin = 0; begin < rows; begin += chunk) {
+    const int64_t end = std::min(rows, begin + chunk);
+    const torch::Tensor logits = teacher.logits(begin, end);  // (n, V) fp32
+    // Softmax at any temperature preserves the order of the logits: rank the raw ones.
+    ids.push_back(std::get<1>(logits.topk(k, -1)));  // (n, k)
+    teacher_parts.push_back(gathered_logprobs(logits, ids.back(), temperature));
+    if (reference.defined()) {
+      reference_parts.push_back(
+          gathered_logprobs(reference.logits(begin, end), ids.back(), temperature));
+    }
+  }
+  const std::vector<int64_t> shape{teacher.hidden.size(0), teacher.hidden.size(1), k};
+  TopK top;
+  top.ids = torch::cat(ids, 0).view(shape);
+  top.teacher_logprobs = torch::cat(teacher_parts, 0).view(shape);
+  if (reference.defined()) top.reference_logprobs = torch::cat(reference_parts, 0).view(shape);
+  return top;
+}
+
+LossOutput gopd_top_k_loss(const kernels::LogitHead& student,
+                           const std::vector<TeacherHeads>& teachers, int64_t k,
+                           double temperature, const torch::Tensor& mask, LossAgg agg,
+                           kernels::Impl impl) {
+  check_segments("gopd_top_k_loss", student, teachers, mask);
+  std::vector<torch::Tensor> per_token, teacher_mass;  // (rows, T) per segment
+  for (const TeacherHeads& segment : teachers) {
+    const TopK top = teacher_top_k(segment.teacher, segment.reference, k, temperature);
+    per_token.push_back(kernels::gopd_kl_topk(student_rows(student, segment.begin, segment.end),
+                                              top.ids, top.teacher_logprobs,
+                                              top.reference_logprobs, segment.lambda,
+                                              temperature, impl));
+    teacher_mass.push_back(top.teacher_logprobs.exp().sum(-1));
+  }
+  LossOutput out;
+  out.loss = aggregate(torch::cat(per_token, 0), mask, agg);
+  torch::NoGradGuard no_grad;
+  out.metrics["loss/gopd_kl"] = out.loss.detach();
+  out.metrics["gopd/top_k_teacher_mass"] =
+      aggregate(torch::cat(teacher_mass, 0), mask, LossAgg::token_mean);
+  return out;
+}
+
 }  // namespace gopd::objective

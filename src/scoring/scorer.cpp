@@ -11,17 +11,19 @@
 
 namespace gopd::scoring {
 
-torch::Tensor ModelScorer::target_logits(const TrainingSequences& sequences, int64_t begin,
-                                         int64_t end) {
+kernels::LogitHead ModelScorer::target_head(const TrainingSequences& sequences, int64_t begin,
+                                            int64_t end) {
   torch::NoGradGuard no_grad;
-  return scoring::target_logits(model_, sequences, begin, end, vocab_width_);
+  const kernels::LogitHead head =
+      scoring::target_head(model_, sequences, begin, end, vocab_width_, chunk_rows_);
+  return kernels::frozen_head(head.hidden, head.weight, head.compute_dtype, head.chunk_rows);
 }
 
 torch::Tensor ModelScorer::response_logprobs(const TrainingSequences& sequences, double temperature,
                                              int64_t micro_batch, kernels::Impl impl) {
   return scoring::response_logprobs(model_, sequences.input_ids, sequences.attention_mask,
                                     sequences.targets, sequences.prompt_length, temperature,
-                                    micro_batch, vocab_width_, impl);
+                                    micro_batch, vocab_width_, chunk_rows_, impl);
 }
 
 std::vector<std::vector<double>> ModelScorer::prompt_logprobs(

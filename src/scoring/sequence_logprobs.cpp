@@ -3,6 +3,9 @@
 
 #include <algorithm>
 
+#include "gopd/kernels/logit_head.h"
+#include "gopd/scoring/sequences.h"
+
 namespace gopd::scoring {
 
 torch::Tensor gather_token_logprobs(const torch::Tensor& logits, const torch::Tensor& tokens,
@@ -29,7 +32,7 @@ torch::Tensor sequence_logprobs(model::Transformer& model, const torch::Tensor& 
 torch::Tensor response_logprobs(model::Transformer& model, const torch::Tensor& input_ids,
                                 const torch::Tensor& attention_mask, const torch::Tensor& targets,
                                 int64_t prompt_length, double temperature, int64_t micro_batch,
-                                int64_t vocab_width, kernels::Impl impl) {
+                                int64_t vocab_width, int64_t chunk_rows, kernels::Impl impl) {
   torch::NoGradGuard no_grad;
   const int64_t rows = targets.size(0);
   const int64_t steps = targets.size(1);
@@ -37,11 +40,11 @@ torch::Tensor response_logprobs(model::Transformer& model, const torch::Tensor& 
   std::vector<torch::Tensor> parts;
   for (int64_t begin = 0; begin < rows; begin += micro) {
     const int64_t end = std::min(rows, begin + micro);
-    torch::Tensor logits = model->forward(input_ids.slice(0, begin, end), attention_mask.slice(0, begin, end))
-                               .narrow(1, prompt_length - 1, steps);  // (rows, T, V)
-    if (vocab_width > 0) logits = logits.narrow(-1, 0, vocab_width);
+    const kernels::LogitHead head = positions_head(
+        model, input_ids.slice(0, begin, end), attention_mask.slice(0, begin, end),
+        prompt_length - 1, steps, vocab_width, chunk_rows);  // hidden (rows, T, H)
     parts.push_back(
-        kernels::token_logprobs(logits.to(torch::kFloat), targets.slice(0, begin, end), temperature, false, impl)
+        kernels::token_logprobs(head, targets.slice(0, begin, end), temperature, false, impl)
             .logprobs);
   }
   return parts.empty() ? torch::zeros({0, steps}, torch::kFloat) : torch::cat(parts, 0);

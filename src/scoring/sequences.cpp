@@ -53,15 +53,27 @@ TrainingSequences sequences_from_rollout(const rollout::RolloutBatch& batch) {
   return sequences;
 }
 
-torch::Tensor target_logits(model::Transformer model, const TrainingSequences& sequences,
-                            int64_t begin, int64_t end, int64_t vocab_width) {
-  const torch::Tensor ids = sequences.input_ids.slice(0, begin, end);
-  const torch::Tensor attention = sequences.attention_mask.slice(0, begin, end);
-  const int64_t steps = sequences.targets.size(1);
-  torch::Tensor logits =
-      model->forward(ids, attention).narrow(1, sequences.prompt_length - 1, steps);
-  if (vocab_width > 0) logits = logits.narrow(-1, 0, vocab_width);
-  return logits.to(torch::kFloat);  // (rows, T, V')
+kernels::LogitHead positions_head(model::Transformer model, const torch::Tensor& input_ids,
+                                  const torch::Tensor& attention_mask, int64_t first,
+                                  int64_t steps, int64_t vocab_width, int64_t chunk_rows,
+                                  torch::ScalarType compute_dtype) {
+  kernels::LogitHead head;
+  head.hidden = model->hidden_states(input_ids, attention_mask).narrow(1, first, steps);
+  head.weight = model->output_weight();
+  if (vocab_width > 0) head.weight = head.weight.narrow(0, 0, vocab_width);
+  head.compute_dtype =
+      compute_dtype == torch::ScalarType::Undefined ? head.weight.scalar_type() : compute_dtype;
+  head.chunk_rows = chunk_rows;
+  return head;  // hidden (rows, steps, H)
+}
+
+kernels::LogitHead target_head(model::Transformer model, const TrainingSequences& sequences,
+                               int64_t begin, int64_t end, int64_t vocab_width,
+                               int64_t chunk_rows, torch::ScalarType compute_dtype) {
+  return positions_head(model, sequences.input_ids.slice(0, begin, end),
+                        sequences.attention_mask.slice(0, begin, end),
+                        sequences.prompt_length - 1, sequences.targets.size(1), vocab_width,
+                        chunk_rows, compute_dtype);
 }
 
 }  // namespace gopd::scoring

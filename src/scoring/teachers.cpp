@@ -37,27 +37,28 @@ RowRouting TeacherSet::route(const std::vector<size_t>& row_teacher) const {
   return routing;
 }
 
-std::pair<torch::Tensor, torch::Tensor> TeacherSet::logits(const TrainingSequences& sequences,
-                                                           const RowRouting& routing, int64_t begin,
-                                                           int64_t end, bool with_reference) const {
+std::vector<objective::TeacherHeads> TeacherSet::heads(const TrainingSequences& sequences,
+                                                      const RowRouting& routing, int64_t begin,
+                                                      int64_t end, bool with_reference) const {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> teacher_rows;
-  std::vector<torch::Tensor> reference_rows;
+  std::vector<objective::TeacherHeads> segments;
   for (int64_t r = begin; r < end;) {
     int64_t r_end = r + 1;
     const size_t index = routing.teacher[size_t(r)];
     while (r_end < end && routing.teacher[size_t(r_end)] == index) ++r_end;
     const Teacher& teacher = teachers_.at(index);
-    teacher_rows.push_back(teacher.model->target_logits(sequences, r, r_end));
-    if (with_reference) {
-      reference_rows.push_back(teacher.reference
-                                   ? teacher.reference->target_logits(sequences, r, r_end)
-                                   : teacher_rows.back());
+    objective::TeacherHeads segment;
+    segment.begin = r - begin;
+    segment.end = r_end - begin;
+    segment.lambda = teacher.lambda;
+    segment.teacher = teacher.model->target_head(sequences, r, r_end);
+    if (with_reference && teacher.reference) {
+      segment.reference = teacher.reference->target_head(sequences, r, r_end);
     }
+    segments.push_back(std::move(segment));
     r = r_end;
   }
-  return {torch::cat(teacher_rows, 0),
-          with_reference ? torch::cat(reference_rows, 0) : torch::Tensor()};
+  return segments;
 }
 
 void TeacherSet::score_tokens(ScoredBatch& scored, int64_t micro_batch, double temperature,
@@ -69,14 +70,19 @@ void TeacherSet::score_tokens(ScoredBatch& scored, int64_t micro_batch, double t
   std::vector<torch::Tensor> teacher, reference;
   for (int64_t begin = 0; begin < rows; begin += micro) {
     const int64_t end = std::min(rows, begin + micro);
-    const torch::Tensor part = targets.slice(0, begin, end);
-    const auto [teacher_logits, reference_logits] =
-        logits(scored.sequences, scored.routing, begin, end, scored.routing.any_reference);
-    teacher.push_back(
-        kernels::token_logprobs(teacher_logits, part, temperature, false, impl).logprobs);
-    if (reference_logits.defined()) {
-      reference.push_back(
-          kernels::token_logprobs(reference_logits, part, temperature, false, impl).logprobs);
+    for (const objective::TeacherHeads& segment :
+         heads(scored.sequences, scored.routing, begin, end, scored.routing.any_reference)) {
+      const torch::Tensor part = targets.slice(0, begin + segment.begin, begin + segment.end);
+      teacher.push_back(
+          kernels::token_logprobs(segment.teacher, part, temperature, false, impl).logprobs);
+      // A λ = 1 teacher's own scores stand in for the reference it does not need.
+      if (scored.routing.any_reference) {
+        reference.push_back(segment.reference.defined()
+                                ? kernels::token_logprobs(segment.reference, part, temperature,
+                                                          false, impl)
+                                      .logprobs
+                                : teacher.back());
+      }
     }
   }
   scored.teacher = torch::cat(teacher, 0);
@@ -115,6 +121,10 @@ int64_t FrozenModels::align_vocabularies() {
   const int64_t width = shared_vocab_width(widths_, tokenizer_.vocab_size());
   for (const auto& model : all_) model->set_vocab_width(width);
   return width;
+}
+
+void FrozenModels::set_chunk_rows(int64_t rows) {
+  for (const auto& model : all_) model->set_chunk_rows(rows);
 }
 
 TeacherSet load_teachers(const core::Config& config, FrozenModels& models) {

@@ -73,11 +73,9 @@ class DistillationLoss {
       : stats(scored.sequences.mask.size(0)), job_(job), scored_(scored), shape_(shape) {}
 
   objective::LossOutput operator()(int64_t begin, int64_t end) {
-    const torch::Tensor student_logits =
-        scoring::target_logits(job_.student, scored_.sequences, begin, end, job_.vocab_width);
-    return job_.objective == DistillObjective::sampled_token
-               ? sampled_token(student_logits, begin, end)
-               : vocabulary(student_logits, begin, end);
+    const kernels::LogitHead student = job_.student_head(scored_.sequences, begin, end);
+    return job_.objective == DistillObjective::sampled_token ? sampled_token(student, begin, end)
+                                                             : vocabulary(student, begin, end);
   }
 
   double entropy_sum = 0;
@@ -85,13 +83,13 @@ class DistillationLoss {
   DistillBatchStats stats;
 
  private:
-  objective::LossOutput sampled_token(const torch::Tensor& student_logits, int64_t begin,
+  objective::LossOutput sampled_token(const kernels::LogitHead& student_head, int64_t begin,
                                       int64_t end) {
     const core::Config& config = job_.cfg();
     const torch::Tensor part_mask = scored_.sequences.mask.slice(0, begin, end);
     const torch::Tensor rollout = scored_.rollout_logprobs.slice(0, begin, end);
     const kernels::TokenLogprobs student =
-        kernels::token_logprobs(student_logits, scored_.sequences.targets.slice(0, begin, end),
+        kernels::token_logprobs(student_head, scored_.sequences.targets.slice(0, begin, end),
                                 config.rollout.temperature, true, job_.impl);
     objective::GopdTokenLogprobs logprobs;
     logprobs.teacher = scored_.teacher.slice(0, begin, end);
@@ -111,46 +109,35 @@ class DistillationLoss {
                                               part_mask, options);
   }
 
-  // Full-vocabulary and top-k: the teachers' logits are (rows, T, V) and are not kept between
-  // micro-batches, so they are computed here (again on each pass with several updates).
-  objective::LossOutput vocabulary(const torch::Tensor& student_logits, int64_t begin,
-                                   int64_t end) {
+  // Full-vocabulary and top-k: the teachers' hidden states of the micro-batch are computed here
+  // (again on each pass with several updates) and their logits taken chunk by chunk with the
+  // student's, so nothing of size tokens × vocabulary outlives a chunk.
+  objective::LossOutput vocabulary(const kernels::LogitHead& student, int64_t begin, int64_t end) {
     const core::Config& config = job_.cfg();
     const double temperature = config.rollout.temperature;
     const torch::Tensor part_targets = scored_.sequences.targets.slice(0, begin, end);
     const torch::Tensor part_mask = scored_.sequences.mask.slice(0, begin, end);
-    const double lambda = scored_.routing.lambda[size_t(begin)];
-    for (int64_t r = begin; r < end; ++r) {
-      if (scored_.routing.lambda[size_t(r)] != lambda) {
-        core::throw_bad_input("gopd.objective " + config.gopd.objective +
-                              ": teachers with different lambda in one micro-batch are not "
-                              "supported yet; use optim.micro_batch_size: 1 or one lambda");
-      }
-    }
     const auto scoring_start = Clock::now();
-    const bool with_reference =
-        job_.teachers.at(scored_.routing.teacher[size_t(begin)]).reference != nullptr;
-    const auto [teacher_logits, reference_logits] =
-        job_.teachers.logits(scored_.sequences, scored_.routing, begin, end, with_reference);
+    const std::vector<objective::TeacherHeads> teachers =
+        job_.teachers.heads(scored_.sequences, scored_.routing, begin, end, true);
     scoring_seconds += seconds_since(scoring_start);
+    objective::LossOutput out =
+        job_.objective == DistillObjective::full_vocab
+            ? objective::gopd_full_vocab_loss(student, teachers, temperature, part_mask, job_.agg,
+                                              job_.impl)
+            : objective::gopd_top_k_loss(student, teachers, config.gopd.top_k, temperature,
+                                         part_mask, job_.agg, job_.impl);
     {
       torch::NoGradGuard no_grad;
-      entropy_sum += (kernels::token_logprobs(student_logits.detach(), part_targets, temperature,
-                                              true, job_.impl)
-                          .entropy *
-                      part_mask)
-                         .sum()
-                         .item<double>();
+      const kernels::LogitHead frozen = kernels::frozen_head(
+          student.hidden, student.weight, student.compute_dtype, student.chunk_rows);
+      entropy_sum +=
+          (kernels::token_logprobs(frozen, part_targets, temperature, true, job_.impl).entropy *
+           part_mask)
+              .sum()
+              .item<double>();
     }
-    if (job_.objective == DistillObjective::full_vocab) {
-      return objective::gopd_full_vocab_loss(student_logits, teacher_logits, reference_logits,
-                                             lambda, temperature, part_mask, job_.agg, job_.impl);
-    }
-    const objective::TopK top =
-        objective::teacher_top_k(teacher_logits, reference_logits, config.gopd.top_k, temperature);
-    return objective::gopd_top_k_loss(student_logits, top.ids, top.teacher_logprobs,
-                                      top.reference_logprobs, lambda, temperature, part_mask,
-                                      job_.agg, job_.impl);
+    return out;
   }
 
   const Job& job_;

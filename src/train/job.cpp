@@ -99,6 +99,9 @@ void load_scorers(const core::Config& config, Job& job) {
   // and the student samples only those.
   job.vocab_width = job.frozen->align_vocabularies();
   job.student_scores->set_vocab_width(job.vocab_width);
+  job.head_chunk_rows = config.train.lm_head_chunk_tokens;
+  job.frozen->set_chunk_rows(job.head_chunk_rows);
+  job.student_scores->set_chunk_rows(job.head_chunk_rows);
 }
 
 // The datasets, each record's teacher and verifier; code to run needs the sandbox.
@@ -172,6 +175,11 @@ std::string Job::loss_key() const {
   if (algorithm == Algorithm::sft) return "loss/sft";
   if (rlvr()) return "loss/policy";
   return objective == DistillObjective::sampled_token ? "loss/policy" : "loss/gopd_kl";
+}
+
+kernels::LogitHead Job::student_head(const scoring::TrainingSequences& sequences, int64_t begin,
+                                     int64_t end) const {
+  return scoring::target_head(student, sequences, begin, end, vocab_width, head_chunk_rows);
 }
 
 Job load_job(const core::Config& config, const TrainOptions& options) {

@@ -173,7 +173,7 @@ class RlvrLoss {
   objective::LossOutput operator()(int64_t begin, int64_t end) {
     const scoring::TrainingSequences& sequences = inputs_.sequences;
     const kernels::TokenLogprobs student = kernels::token_logprobs(
-        scoring::target_logits(job_.student, sequences, begin, end, job_.vocab_width),
+        job_.student_head(sequences, begin, end),
         sequences.targets.slice(0, begin, end), job_.cfg().rollout.temperature, true, job_.impl);
     const torch::Tensor part_mask = sequences.mask.slice(0, begin, end);
     entropy_sum += (student.entropy.detach() * part_mask).sum().item<double>();

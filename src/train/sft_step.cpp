@@ -34,7 +34,7 @@ void sft_step(StepContext& context, int64_t step, const std::vector<data::Record
   const scoring::TrainingSequences sequences = sft_sequences(job, batch);
   const MicroBatchLoss loss_of = [&](int64_t begin, int64_t end) {
     return objective::sft_loss(
-        scoring::target_logits(job.student, sequences, begin, end, job.vocab_width),
+        job.student_head(sequences, begin, end),
         sequences.targets.slice(0, begin, end), sequences.mask.slice(0, begin, end), job.agg,
         job.impl);
   };

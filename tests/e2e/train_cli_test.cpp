@@ -272,22 +272,37 @@ TEST_F(TrainCli, MicroBatchedUpdateEqualsOneBigBatchForEveryAggregation) {
   }
 }
 
-// train.activation_checkpointing recomputes the student's layers in backward: the same step.
-TEST_F(TrainCli, ActivationCheckpointingGivesTheSameStep) {
-  std::vector<nlohmann::json> lines;
-  for (const std::string on : {"false", "true"}) {
-    std::string err;
-    ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set train.max_steps=1 --set run.name=checkpointing-" +
-                      on + " --set train.activation_checkpointing=" + on,
-                  &err),
-              0)
-        << err;
-    EXPECT_EQ(err.find("activation checkpointing: each decoder layer") != std::string::npos, on == "true") << err;
-    lines.push_back(read_jsonl(kDir / ("runs/checkpointing-" + on) / "metrics.jsonl").at(0));
-  }
-  for (const std::string key : {"loss/policy", "optim/grad_norm", "gopd/advantage_mean"}) {
-    const double plain = lines[0][key].get<double>();
-    EXPECT_NEAR(lines[1][key].get<double>(), plain, 1e-5 * std::max(1.0, std::abs(plain))) << key;
+// The memory knobs change how a step is computed, not what it computes: recomputing the
+// student's layers in backward (train.activation_checkpointing) and taking every logit from the
+// hidden states 7 rows at a time (train.lm_head_chunk_tokens; ragged chunks, teachers and
+// student alike) give the step of the plain run, for the sampled-token and full-vocabulary
+// objectives.
+TEST_F(TrainCli, MemoryKnobsGiveTheSameStep) {
+  for (const std::string objective : {"sampled_token", "full_vocab"}) {
+    const std::string loss_key = objective == "sampled_token" ? "loss/policy" : "loss/gopd_kl";
+    std::vector<nlohmann::json> lines;
+    for (const std::string knob : {"train.lm_head_chunk_tokens=0", "train.activation_checkpointing=true",
+                                   "train.lm_head_chunk_tokens=7"}) {
+      const std::string name = "knobs-" + objective + "-" + std::to_string(lines.size());
+      std::string err;
+      ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set train.max_steps=1 --set run.name=" + name +
+                        " --set gopd.objective=" + objective + " --set " + knob,
+                    &err),
+                0)
+          << err;
+      EXPECT_EQ(err.find("activation checkpointing: each decoder layer") != std::string::npos,
+                knob == "train.activation_checkpointing=true")
+          << err;
+      lines.push_back(read_jsonl(kDir / "runs" / name / "metrics.jsonl").at(0));
+    }
+    for (size_t k = 1; k < lines.size(); ++k) {
+      for (const std::string& key : {loss_key, std::string("optim/grad_norm"), std::string("rollout/entropy")}) {
+        ASSERT_TRUE(lines[0].contains(key)) << key << " " << lines[0].dump();
+        const double plain = lines[0][key].get<double>();
+        EXPECT_NEAR(lines[k][key].get<double>(), plain, 1e-5 * std::max(1.0, std::abs(plain)))
+            << objective << " " << k << " " << key;
+      }
+    }
   }
 }
 

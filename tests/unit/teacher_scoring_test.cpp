@@ -5,6 +5,7 @@
 // whatever the micro-batch size.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <memory>
 
 #include "gopd/core/error.h"
@@ -16,13 +17,18 @@ using namespace gopd;
 
 constexpr int64_t kVocab = 7;
 
-// logits[b, t, v] = scale · sin(v + 3·target[b, t] + offset): a fixed, distinct function per fake.
+// logits[b, t, v] = scale · sin(v + 3·target[b, t] + offset): a fixed, distinct function per
+// fake, as a head whose hidden states are those logits and whose output matrix is the identity.
 class FakeScorer : public scoring::Scorer {
  public:
   FakeScorer(double scale, double offset) : scale_(scale), offset_(offset) {}
-  torch::Tensor target_logits(const scoring::TrainingSequences& s, int64_t begin,
-                              int64_t end) override {
+  kernels::LogitHead target_head(const scoring::TrainingSequences& s, int64_t begin,
+                                 int64_t end) override {
     calls.push_back({begin, end});
+    return kernels::frozen_head(logits(s, begin, end), torch::eye(kVocab), torch::kFloat,
+                                chunk_rows);
+  }
+  torch::Tensor logits(const scoring::TrainingSequences& s, int64_t begin, int64_t end) const {
     const torch::Tensor targets =
         s.targets.slice(0, begin, end).to(torch::kFloat).unsqueeze(-1);  // (b, T, 1)
     const torch::Tensor v = torch::arange(kVocab, torch::kFloat).view({1, 1, kVocab});
@@ -39,6 +45,7 @@ class FakeScorer : public scoring::Scorer {
     return {};
   }
   std::vector<std::pair<int64_t, int64_t>> calls;
+  int64_t chunk_rows = 0;
 
  private:
   double scale_, offset_;
@@ -62,7 +69,7 @@ struct Fixture {
 
 torch::Tensor expected_logprobs(FakeScorer& scorer, const scoring::TrainingSequences& s,
                                 int64_t row, double temperature) {
-  const torch::Tensor logits = scorer.target_logits(s, row, row + 1) / temperature;  // (1, T, V)
+  const torch::Tensor logits = scorer.logits(s, row, row + 1) / temperature;  // (1, T, V)
   return torch::log_softmax(logits, -1)
       .gather(-1, s.targets.slice(0, row, row + 1).unsqueeze(-1))
       .squeeze(-1)[0];
@@ -94,33 +101,51 @@ TEST(TeacherScoring, RecordsAreRoutedToTheTeacherTheyName) {
   EXPECT_TRUE(torch::equal(routing.lambda_of(1, 4), torch::tensor({1.0f, 1.5f, 1.5f})));
 }
 
-TEST(TeacherScoring, EachRowGetsItsTeachersLogitsAndLambdaOneRowsSkipTheReference) {
+TEST(TeacherScoring, EachRunOfRowsGetsItsTeachersHeadAndLambdaOneRowsSkipTheReference) {
   Fixture f;
   const scoring::RowRouting routing = f.set.route({0, 0, 1, 1, 0});
-  const auto [teacher, reference] = f.set.logits(f.sequences, routing, 0, 5, true);
-  ASSERT_EQ(teacher.sizes(), (std::vector<int64_t>{5, 3, kVocab}));
+  const std::vector<objective::TeacherHeads> heads = f.set.heads(f.sequences, routing, 0, 5, true);
   // Consecutive rows of one teacher in one call: plain [0, 2) and [4, 5), expert [2, 4).
   EXPECT_EQ(f.plain->calls, (std::vector<std::pair<int64_t, int64_t>>{{0, 2}, {4, 5}}));
   EXPECT_EQ(f.expert->calls, (std::vector<std::pair<int64_t, int64_t>>{{2, 4}}));
   EXPECT_EQ(f.reference->calls,
             (std::vector<std::pair<int64_t, int64_t>>{{2, 4}}));  // never for λ = 1 rows
-  for (int64_t r = 0; r < 5; ++r) {
-    FakeScorer& own = (r == 2 || r == 3) ? *f.expert : *f.plain;
-    FakeScorer& ref = (r == 2 || r == 3) ? *f.reference : *f.plain;
-    EXPECT_TRUE(torch::equal(teacher[r], own.target_logits(f.sequences, r, r + 1)[0]))
-        << "row " << r;
-    EXPECT_TRUE(torch::equal(reference[r], ref.target_logits(f.sequences, r, r + 1)[0]))
-        << "row " << r;
+  ASSERT_EQ(heads.size(), 3u);
+  const std::vector<std::array<int64_t, 2>> spans{{0, 2}, {2, 4}, {4, 5}};
+  for (size_t i = 0; i < heads.size(); ++i) {
+    const objective::TeacherHeads& segment = heads[i];
+    EXPECT_EQ(segment.begin, spans[i][0]);
+    EXPECT_EQ(segment.end, spans[i][1]);
+    const bool expert = i == 1;
+    EXPECT_EQ(segment.lambda, expert ? 1.5 : 1.0);
+    FakeScorer& own = expert ? *f.expert : *f.plain;
+    EXPECT_TRUE(torch::equal(segment.teacher.all_logits(),
+                             own.logits(f.sequences, segment.begin, segment.end)))
+        << "segment " << i;
+    EXPECT_EQ(segment.reference.defined(), expert) << "segment " << i;
+    if (expert) {
+      EXPECT_TRUE(torch::equal(segment.reference.all_logits(),
+                               f.reference->logits(f.sequences, 2, 4)));
+    }
   }
+  // Relative to `begin`: rows [1, 4) are plain [0, 1) and expert [1, 3).
+  const auto part = f.set.heads(f.sequences, routing, 1, 4, true);
+  ASSERT_EQ(part.size(), 2u);
+  EXPECT_EQ(part[1].begin, 1);
+  EXPECT_EQ(part[1].end, 3);
   // Without a reference slot nothing but the teachers runs.
   f.reference->calls.clear();
-  EXPECT_FALSE(f.set.logits(f.sequences, routing, 0, 5, false).second.defined());
+  for (const auto& segment : f.set.heads(f.sequences, routing, 0, 5, false))
+    EXPECT_FALSE(segment.reference.defined());
   EXPECT_TRUE(f.reference->calls.empty());
 }
 
 TEST(TeacherScoring, SampledTokenScoresAreTheRightTeachersLogProbsForAnyMicroBatch) {
   for (const int64_t micro : {0, 1, 2, 3}) {
     Fixture f;
+    // Logits two rows at a time (a chunk splits responses) when the micro-batch is odd.
+    for (auto* fake : {f.plain.get(), f.expert.get(), f.reference.get()})
+      fake->chunk_rows = micro % 2 == 1 ? 2 : 0;
     scoring::ScoredBatch scored;
     scored.sequences = f.sequences;
     scored.routing = f.set.route({1, 0, 0, 1, 1});

@@ -144,6 +144,10 @@ struct TrainConfig {
   // Recompute each decoder layer of the student in backward instead of keeping its
   // activations: a layer's input per layer is all the update keeps (HF gradient_checkpointing).
   bool activation_checkpointing = false;
+  // Positions whose logits are formed at once: every objective and scoring pass takes logits
+  // from the final hidden states this many rows (tokens) at a time, never a whole (tokens ×
+  // vocabulary) tensor; 0 = all at once. At V = 151,936, 2048 rows are 1.2 GB of fp32 logits.
+  int64_t lm_head_chunk_tokens = 2048;
   void visit(ConfigVisitor& visitor);
 };
 

@@ -15,9 +15,11 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <torch/torch.h>
 
+#include "gopd/kernels/logit_head.h"
 #include "gopd/kernels/ops.h"
 #include "gopd/objective/loss_output.h"
 #include "gopd/objective/policy_loss.h"
@@ -96,5 +98,33 @@ LossOutput gopd_top_k_loss(const torch::Tensor& student_logits,      // (B, T, V
                            double lambda, double temperature,
                            const torch::Tensor& mask,  // (B, T) 0/1
                            LossAgg agg, kernels::Impl impl);
+
+// The vocabulary objectives fed from hidden states (kernels/logit_head.h): nothing of size
+// tokens × vocabulary beyond one chunk of the student's rows. The micro-batch's rows are split
+// into segments, each scored by one teacher with its λ and its reference head (undefined: none,
+// λ must be 1); segments cover the rows [0, B) in order. The student head's hidden states are
+// (B, T, H); a segment's teacher heads are (end − begin, T, H_teacher).
+struct TeacherHeads {
+  int64_t begin = 0;
+  int64_t end = 0;
+  double lambda = 1.0;
+  kernels::LogitHead teacher;
+  kernels::LogitHead reference;
+};
+
+// Same loss and metrics as gopd_full_vocab_loss above.
+LossOutput gopd_full_vocab_loss(const kernels::LogitHead& student,
+                                const std::vector<TeacherHeads>& teachers, double temperature,
+                                const torch::Tensor& mask, LossAgg agg, kernels::Impl impl);
+
+// teacher_top_k from heads, chunk by chunk (the teacher's chunking).
+TopK teacher_top_k(const kernels::LogitHead& teacher, const kernels::LogitHead& reference,
+                   int64_t k, double temperature);
+
+// teacher_top_k of each segment, then the same loss and metrics as gopd_top_k_loss above.
+LossOutput gopd_top_k_loss(const kernels::LogitHead& student,
+                           const std::vector<TeacherHeads>& teachers, int64_t k,
+                           double temperature, const torch::Tensor& mask, LossAgg agg,
+                           kernels::Impl impl);
 
 }  // namespace gopd::objective

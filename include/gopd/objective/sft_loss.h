@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "gopd/kernels/logit_head.h"
 #include "gopd/kernels/ops.h"
 #include "gopd/objective/loss_output.h"
 #include "gopd/objective/policy_loss.h"
@@ -20,5 +21,10 @@ LossOutput sft_loss(const torch::Tensor& logits,   // (B, T, V) requires grad; r
                     const torch::Tensor& mask,     // (B, T) 1 on answer tokens, 0 on prompt
                                                    // and padding
                     LossAgg agg, kernels::Impl impl);
+
+// The same from a head (kernels/logit_head.h): hidden states (B, T, H) whose logits predict
+// targets, taken chunk by chunk; same loss and metrics.
+LossOutput sft_loss(const kernels::LogitHead& head, const torch::Tensor& targets,
+                    const torch::Tensor& mask, LossAgg agg, kernels::Impl impl);
 
 }  // namespace gopd::objective

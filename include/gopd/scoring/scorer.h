@@ -21,10 +21,11 @@ namespace gopd::scoring {
 class Scorer {
  public:
   virtual ~Scorer() = default;
-  // Logits predicting the targets of rows [begin, end): (rows, T, V') fp32, V' = the shared
-  // vocabulary (vocab_width below).
-  virtual torch::Tensor target_logits(const TrainingSequences& sequences, int64_t begin,
-                                      int64_t end) = 0;
+  // The head whose logits predict the targets of rows [begin, end), detached: hidden states
+  // (rows, T, H) of the response positions and an output matrix of V' rows, V' = the shared
+  // vocabulary (vocab_width below); its logits are taken chunk by chunk (kernels/logit_head.h).
+  virtual kernels::LogitHead target_head(const TrainingSequences& sequences, int64_t begin,
+                                         int64_t end) = 0;
   // log π(targets[b, t] | prefix) at `temperature` for every response token: (B, T) fp32,
   // `micro_batch` rows per forward (0 = all).
   virtual torch::Tensor response_logprobs(const TrainingSequences& sequences, double temperature,
@@ -41,18 +42,21 @@ class ModelScorer : public Scorer {
  public:
   explicit ModelScorer(model::Transformer model, int64_t vocab_width = 0)
       : model_(std::move(model)), vocab_width_(vocab_width) {}
-  torch::Tensor target_logits(const TrainingSequences& sequences, int64_t begin,
-                              int64_t end) override;
+  kernels::LogitHead target_head(const TrainingSequences& sequences, int64_t begin,
+                                 int64_t end) override;
   torch::Tensor response_logprobs(const TrainingSequences& sequences, double temperature,
                                   int64_t micro_batch, kernels::Impl impl) override;
   std::vector<std::vector<double>> prompt_logprobs(const std::vector<std::vector<int64_t>>& prompts,
                                                    int64_t pad, int64_t micro_batch) override;
   void set_vocab_width(int64_t width) { vocab_width_ = width; }
+  // Rows of logits per lm_head matmul (train.lm_head_chunk_tokens); 0 = all at once.
+  void set_chunk_rows(int64_t rows) { chunk_rows_ = rows; }
   int64_t embedding_rows() const { return model_->config().vocab_size; }
 
  private:
   model::Transformer model_;
   int64_t vocab_width_ = 0;
+  int64_t chunk_rows_ = 0;
 };
 
 // "auto" = float32: the trainer runs on the CPU, where bfloat16 matmuls are far slower.

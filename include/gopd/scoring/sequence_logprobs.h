@@ -26,13 +26,14 @@ torch::Tensor sequence_logprobs(model::Transformer& model, const torch::Tensor& 
 // The trainer's batched passes (no gradient), micro-batch by micro-batch; `vocab_width` > 0 cuts
 // the logits to the shared tokenizer's width first (padded embeddings), 0 keeps them all.
 
-// Response log-probs of a prompt + response batch: input_ids (B, P + T) left-padded prompts then
+// Response log-probs of a prompt + response batch (lm_head on the response positions only,
+// `chunk_rows` rows at a time, see kernels/logit_head.h): input_ids (B, P + T) left-padded prompts then
 // right-padded responses, attention_mask (B, P + T), targets (B, T) the response tokens →
 // (B, T) fp32 log π(targets[b, t] | prefix) at `temperature` (values at padding unspecified).
 torch::Tensor response_logprobs(model::Transformer& model, const torch::Tensor& input_ids,
                                 const torch::Tensor& attention_mask, const torch::Tensor& targets,
                                 int64_t prompt_length, double temperature, int64_t micro_batch,
-                                int64_t vocab_width, kernels::Impl impl);
+                                int64_t vocab_width, int64_t chunk_rows, kernels::Impl impl);
 
 // The log-probs of each prompt's own tokens at temperature 1: result[i][j] = log π(x_j | x_<j)
 // for j ≥ 1, result[i][0] = 0 (no context). Prompts are left-padded with `pad` per micro-batch.

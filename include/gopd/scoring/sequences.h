@@ -1,5 +1,6 @@
 // The sequences every stage after the rollout works on: prompt + response pairs as one batch
-// (left-padded prompts, right-padded responses), and the logits that predict their responses.
+// (left-padded prompts, right-padded responses), and the heads whose logits predict their
+// responses.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "gopd/kernels/logit_head.h"
 #include "gopd/model/transformer.h"
 #include "gopd/rollout/rollout_engine.h"
 
@@ -28,9 +30,19 @@ TrainingSequences pair_sequences(const std::vector<std::vector<int64_t>>& prompt
 // A rollout's prompts and responses as they were sampled (the rollout's own padding).
 TrainingSequences sequences_from_rollout(const rollout::RolloutBatch& batch);
 
-// Logits predicting the targets of rows [begin, end): (rows, T, V') fp32, with the gradient of
-// `model` when grad mode is on; `vocab_width` > 0 cuts V to the shared tokenizer's ids.
-torch::Tensor target_logits(model::Transformer model, const TrainingSequences& sequences,
-                            int64_t begin, int64_t end, int64_t vocab_width);
+// The head predicting the targets of rows [begin, end): the final hidden states of the response
+// positions only, (rows, T, H) with the gradient of `model` when grad mode is on (the prompt
+// positions never become logits), and the output matrix cut to `vocab_width` rows when > 0.
+// `compute_dtype` Undefined = the weights' dtype; `chunk_rows` as in kernels::LogitHead.
+kernels::LogitHead target_head(model::Transformer model, const TrainingSequences& sequences,
+                               int64_t begin, int64_t end, int64_t vocab_width,
+                               int64_t chunk_rows,
+                               torch::ScalarType compute_dtype = torch::ScalarType::Undefined);
+
+// The same for any left-padded batch: hidden states at positions [first, first + steps).
+kernels::LogitHead positions_head(model::Transformer model, const torch::Tensor& input_ids,
+                                  const torch::Tensor& attention_mask, int64_t first,
+                                  int64_t steps, int64_t vocab_width, int64_t chunk_rows,
+                                  torch::ScalarType compute_dtype = torch::ScalarType::Undefined);
 
 }  // namespace gopd::scoring

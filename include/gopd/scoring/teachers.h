@@ -16,6 +16,7 @@
 #include "gopd/core/config.h"
 #include "gopd/data/jsonl.h"
 #include "gopd/kernels/ops.h"
+#include "gopd/objective/gopd_loss.h"
 #include "gopd/scoring/scorer.h"
 #include "gopd/scoring/sequences.h"
 
@@ -61,12 +62,13 @@ class TeacherSet {
   size_t teacher_of(const data::Record& record) const;
   RowRouting route(const std::vector<size_t>& row_teacher) const;
 
-  // Teacher logits of rows [begin, end), each row by its own teacher (consecutive rows with the
-  // same teacher in one forward), and with `with_reference` the reference logits (a λ = 1
-  // teacher's own logits on its rows): (rows, T, V) fp32 each.
-  std::pair<torch::Tensor, torch::Tensor> logits(const TrainingSequences& sequences,
-                                                 const RowRouting& routing, int64_t begin,
-                                                 int64_t end, bool with_reference) const;
+  // The teacher heads of rows [begin, end): one segment per run of consecutive rows with the
+  // same teacher (one forward each), rows relative to `begin`, with the teacher's λ and, with
+  // `with_reference`, its reference head (a λ = 1 teacher has none: the segment's reference is
+  // undefined).
+  std::vector<objective::TeacherHeads> heads(const TrainingSequences& sequences,
+                                             const RowRouting& routing, int64_t begin,
+                                             int64_t end, bool with_reference) const;
 
   // Fills scored.teacher and scored.reference: the sampled tokens' log-probs, micro-batch by
   // micro-batch (`micro_batch` rows per forward).
@@ -88,6 +90,8 @@ class FrozenModels {
   std::shared_ptr<ModelScorer> teacher(const std::string& path, const std::string& dtype);
   // Cuts every model's logits to the shared vocabulary; returns that width (0 = all the same).
   int64_t align_vocabularies();
+  // Every model's rows of logits per lm_head matmul (ModelScorer::set_chunk_rows).
+  void set_chunk_rows(int64_t rows);
 
  private:
   std::shared_ptr<ModelScorer> load(const std::string& path, const std::string& dtype);

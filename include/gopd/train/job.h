@@ -53,6 +53,7 @@ struct Job {
   std::shared_ptr<scoring::Scorer> kl_reference;    // grpo, lens with grpo.kl_beta > 0
   std::shared_ptr<scoring::Scorer> lens_reference;  // lens: π_ref of the interference scores
   int64_t vocab_width = 0;                          // logits are cut to this many columns; 0 = all
+  int64_t head_chunk_rows = 0;                      // train.lm_head_chunk_tokens
 
   std::vector<data::Record> train_records;
   std::vector<data::Record> eval_records;
@@ -68,6 +69,9 @@ struct Job {
   bool distillation() const { return algorithm == Algorithm::opd || algorithm == Algorithm::gopd; }
   // The metrics key of the optimised loss (console line, non-finite check).
   std::string loss_key() const;
+  // The student's head for rows [begin, end) of `sequences`, with its gradient.
+  kernels::LogitHead student_head(const scoring::TrainingSequences& sequences, int64_t begin,
+                                  int64_t end) const;
 };
 
 // Loads and checks the job of `config` (exit 2 on anything wrong, nothing written).
