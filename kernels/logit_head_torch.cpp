@@ -178,7 +178,7 @@ LogitHead frozen_head(const torch::Tensor& hidden, const torch::Tensor& weight,
 TokenLogprobs token_logprobs(const LogitHead& head, const torch::Tensor& tokens, double temperature,
                              bool with_entropy, Impl impl) {
   check_head("token_logprobs", "student", head);
-  const torch::Tensor flat_tokens = tokens.reshape({head.rows()});
+  const torch::Tensor flat_tokens = tokens.reshape({head.rows()}).to(head.hidden.device());
   std::vector<torch::Tensor> out =
       map_rows(head, [=](const torch::Tensor& logits, int64_t begin, int64_t end) {
         TokenLogprobs part = kernels::token_logprobs(logits, flat_tokens.slice(0, begin, end),

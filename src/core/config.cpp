@@ -47,13 +47,22 @@ void RunConfig::visit(ConfigVisitor& v) {
   v.field("output_dir", output_dir, StringRule::non_empty());
   v.field("seed", seed, NumberRule::non_negative());
   v.field("threads", threads, NumberRule::non_negative());
-  v.field("device", device, StringRule::one_of({"auto", "cpu", "cuda"}));
+  v.field("device", device, StringRule::non_empty());
   v.field("log_level", log_level,
           StringRule::one_of({std::begin(kLogLevels), std::end(kLogLevels)}));
   v.field("log_every", log_every, NumberRule::at_least(1));
 }
 
+bool is_device_name(const std::string& name) {
+  if (name == "cpu" || name == "cuda") return true;
+  if (name.rfind("cuda:", 0) != 0 || name.size() == 5 || name.size() > 8) return false;
+  return name.find_first_not_of("0123456789", 5) == std::string::npos;
+}
+
 void RunConfig::validate() const {
+  if (device != "auto" && !is_device_name(device)) {
+    config_issue("run.device", "expected auto, cpu, cuda or cuda:N, got \"" + device + "\"");
+  }
   if (name.find('/') != std::string::npos || name == "." || name == "..") {
     config_issue("run.name", "expected a plain directory name (no '/'), got \"" + name + "\"");
   }
@@ -71,11 +80,13 @@ void TeacherConfig::visit(ConfigVisitor& v) {
   v.field("lambda", lambda, NumberRule::non_negative());
   v.field("reference", reference, StringRule::any());
   v.field("dtype", dtype, StringRule::one_of(kFrozenDtypes));
+  v.field("device", device, StringRule::any());
 }
 
 void ReferenceConfig::visit(ConfigVisitor& v) {
   v.field("path", path, StringRule::non_empty());
   v.field("dtype", dtype, StringRule::one_of(kFrozenDtypes));
+  v.field("device", device, StringRule::any());
 }
 
 void GopdConfig::visit(ConfigVisitor& v) {
@@ -152,6 +163,8 @@ void TrainConfig::visit(ConfigVisitor& v) {
   v.field("max_nonfinite_steps", max_nonfinite_steps, NumberRule::at_least(1));
   v.field("activation_checkpointing", activation_checkpointing);
   v.field("lm_head_chunk_tokens", lm_head_chunk_tokens, NumberRule::non_negative());
+  v.field("precision", precision, StringRule::one_of({"auto", "bf16", "fp32"}));
+  v.field("save_dtype", save_dtype, StringRule::one_of({"auto", "float32", "bfloat16", "float16"}));
 }
 
 void CodeRewardConfig::visit(ConfigVisitor& v) {
@@ -221,6 +234,18 @@ void Config::validate() const {
                  "algorithm opd is G-OPD with lambda = 1; use algorithm: gopd "
                  "for lambda = " +
                      format_number(*gopd.lambda));
+  }
+  for (const auto& [name, teacher] : teachers) {
+    if (!teacher.device.empty() && !is_device_name(teacher.device)) {
+      config_issue("teachers." + name + ".device",
+                   "expected cpu, cuda or cuda:N (or leave it out: the student's), got \"" +
+                       teacher.device + "\"");
+    }
+  }
+  if (!reference.device.empty() && !is_device_name(reference.device)) {
+    config_issue("reference.device",
+                 "expected cpu, cuda or cuda:N (or leave it out: the student's), got \"" +
+                     reference.device + "\"");
   }
   if (distills && teachers.empty()) {
     config_issue("teachers", "algorithm " + algorithm + " needs at least one teacher");

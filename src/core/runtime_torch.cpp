@@ -11,7 +11,11 @@
 #include <sstream>
 #include <thread>
 
+#include "gopd/core/error.h"
+
 #if GOPD_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+
 #include "gopd/kernels/cuda_launchers.h"
 #endif
 
@@ -34,6 +38,48 @@ void seed_everything(uint64_t seed) {
 std::string torch_version() { return TORCH_VERSION; }
 
 bool cuda_available() { return torch::cuda::is_available(); }
+
+int64_t cuda_device_count() { return cuda_available() ? int64_t(torch::cuda::device_count()) : 0; }
+
+std::string resolve_device(const std::string& name, const std::string& key) {
+  const int64_t devices = cuda_device_count();
+  if (name == "auto") return devices > 0 ? "cuda:0" : "cpu";
+  if (name == "cpu") return name;
+  const int64_t index = name == "cuda" ? 0 : std::stoll(name.substr(5));
+  if (devices == 0) {
+    throw_bad_input(key + ": " + name + ", but no CUDA device is visible to this process" +
+                    (at::detail::getCUDAHooks().hasCUDART() ? "" : " (this LibTorch has no CUDA)") +
+                    "; use cpu (or auto)");
+  }
+  if (index >= devices) {
+    throw_bad_input(key + ": " + name + ", but this process sees " + std::to_string(devices) +
+                    " CUDA device" + (devices == 1 ? "" : "s") + " (cuda:0" +
+                    (devices > 1 ? "..cuda:" + std::to_string(devices - 1) : "") + ")");
+  }
+  return "cuda:" + std::to_string(index);
+}
+
+int64_t peak_gpu_memory_bytes(const std::string& device) {
+#if GOPD_TORCH_CUDA
+  if (device.rfind("cuda", 0) == 0) {
+    const auto index = static_cast<c10::DeviceIndex>(torch::Device(device).index());
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    return stats.allocated_bytes[size_t(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+  }
+#endif
+  (void)device;
+  return 0;
+}
+
+void reset_peak_gpu_memory(const std::string& device) {
+#if GOPD_TORCH_CUDA
+  if (device.rfind("cuda", 0) == 0) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(
+        static_cast<c10::DeviceIndex>(torch::Device(device).index()));
+  }
+#endif
+  (void)device;
+}
 
 std::string build_and_device_report() {
   std::ostringstream out;

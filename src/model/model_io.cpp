@@ -88,7 +88,8 @@ Transformer load_model(const std::string& directory, torch::Dtype dtype, torch::
 }
 
 void save_model(Transformer& model, const std::string& directory,
-                const std::string& tokenizer_directory, int64_t max_shard_bytes) {
+                const std::string& tokenizer_directory, int64_t max_shard_bytes,
+                torch::ScalarType save_dtype) {
   namespace fs = std::filesystem;
   // "dir/" names the directory "dir": without this the old copy would be moved into itself.
   fs::path target = fs::path(directory).lexically_normal();
@@ -107,8 +108,10 @@ void save_model(Transformer& model, const std::string& directory,
     std::vector<std::pair<std::string, torch::Tensor>> tensors;
     torch::Dtype dtype = torch::kFloat;
     for (const auto& item : model->named_parameters()) {
-      tensors.emplace_back(item.key(), item.value().detach());
-      dtype = item.value().scalar_type();
+      torch::Tensor tensor = item.value().detach();
+      if (save_dtype != torch::ScalarType::Undefined) tensor = tensor.to(torch::kCPU).to(save_dtype);
+      tensors.emplace_back(item.key(), tensor);
+      dtype = tensor.scalar_type();
     }
     ModelConfig config = model->config();
     config.torch_dtype = dtype_config_name(dtype);

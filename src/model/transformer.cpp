@@ -1,6 +1,8 @@
 // Implements the llama / qwen2 / qwen3 decoder (see transformer.h for the semantics).
 #include "gopd/model/transformer.h"
 
+#include "gopd/model/autocast.h"
+
 #include <cmath>
 #include <limits>
 
@@ -220,6 +222,10 @@ class RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
     ctx->save_for_backward({x, cos, sin, allowed});
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
     ctx->saved_data["index"] = index;
+    // The recomputation runs under the same autocast as this forward (backward runs outside
+    // any guard, possibly on another thread).
+    ctx->saved_data["autocast"] = autocast_enabled(x.device().type());
+    ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(autocast_dtype(x.device().type()));
     torch::NoGradGuard no_grad;
     return layer->forward(x, cos, sin, allowed, nullptr, index);
   }
@@ -232,6 +238,9 @@ class RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
     torch::Tensor out;
     {
       torch::AutoGradMode enable_grad(true);
+      const AutocastGuard autocast(
+          x.device().type(), ctx->saved_data["autocast"].toBool(),
+          static_cast<torch::ScalarType>(ctx->saved_data["autocast_dtype"].toInt()));
       out = layer->forward(x, saved[1], saved[2], saved[3], nullptr, ctx->saved_data["index"].toInt());
     }
     torch::autograd::backward({out}, {grads[0]});

@@ -335,7 +335,7 @@ LossOutput gopd_top_k_loss(const kernels::LogitHead& student,
                                               top.ids, top.teacher_logprobs,
                                               top.reference_logprobs, segment.lambda,
                                               temperature, impl));
-    teacher_mass.push_back(top.teacher_logprobs.exp().sum(-1));
+    teacher_mass.push_back(top.teacher_logprobs.exp().sum(-1).to(mask.device()));
   }
   LossOutput out;
   out.loss = aggregate(torch::cat(per_token, 0), mask, agg);

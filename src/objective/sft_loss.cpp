@@ -66,8 +66,9 @@ LossOutput sft_loss(const kernels::LogitHead& head, const torch::Tensor& targets
   }
   check_targets(targets, mask, head.hidden.sizes().slice(0, 2),
                 "the head's hidden states " + shape_of(head.hidden));
-  const torch::Tensor flat_targets = targets.reshape({-1});
-  const torch::Tensor flat_safe = targets.masked_fill(mask == 0, 0).reshape({-1});
+  const torch::Tensor flat_targets = targets.reshape({-1}).to(head.hidden.device());
+  const torch::Tensor flat_safe =
+      targets.masked_fill(mask == 0, 0).reshape({-1}).to(head.hidden.device());
   const std::vector<torch::Tensor> rows = kernels::map_rows(
       head, [=](const torch::Tensor& logits, int64_t begin, int64_t end) {
         const torch::Tensor logprobs =

@@ -1,6 +1,8 @@
 // Implements the KV-cache rollout engine and its no-cache reference.
 #include "gopd/rollout/rollout_engine.h"
 
+#include "gopd/model/autocast.h"
+
 #include <algorithm>
 
 namespace gopd::rollout {
@@ -163,7 +165,11 @@ RolloutBatch generate(model::Transformer& model, const std::vector<std::vector<i
   check_inputs(prompts, params);
   torch::NoGradGuard no_grad;
   const torch::Device device = model->output_weight().device();
-  const torch::Dtype dtype = model->output_weight().scalar_type();
+  // Under autocast (train.precision: bf16) keys and values come out in its dtype: the cache
+  // holds them as they are.
+  const torch::Dtype dtype = model::autocast_enabled(device.type())
+                                 ? model::autocast_dtype(device.type())
+                                 : model->output_weight().scalar_type();
   const int64_t prompt_count = static_cast<int64_t>(prompts.size());
   int64_t width = 0;
   for (const auto& prompt : prompts) width = std::max<int64_t>(width, prompt.size());

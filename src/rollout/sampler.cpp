@@ -37,26 +37,22 @@ Sample sample_tokens(const torch::Tensor& logits, const SamplingParams& params,
                      std::vector<core::Rng*>& rngs) {
   const int64_t rows = logits.size(0);
   TORCH_CHECK(static_cast<int64_t>(rngs.size()) == rows, "one generator per row");
-  const torch::Tensor distribution =
-      sampling_distribution(logits, params).to(torch::kCPU);         // (B, V)
-  torch::Tensor uniforms = torch::empty({rows, 1}, torch::kDouble);  // (B, 1)
+  // On the logits' device: only the uniforms (B) go there and the tokens (B) come back.
+  const torch::Tensor distribution = sampling_distribution(logits, params);  // (B, V)
+  torch::Tensor uniforms = torch::empty({rows, 1}, torch::kDouble);          // (B, 1)
   auto uniform = uniforms.accessor<double, 2>();
   for (int64_t i = 0; i < rows; ++i) uniform[i][0] = rngs[static_cast<size_t>(i)]->uniform01();
   // Inverse CDF in float64 so the draw is exact to the distribution's own precision.
   const torch::Tensor cdf = distribution.to(torch::kDouble).cumsum(1);  // (B, V)
-  const torch::Tensor threshold = uniforms * cdf.narrow(1, cdf.size(1) - 1, 1);
+  const torch::Tensor threshold = uniforms.to(cdf.device()) * cdf.narrow(1, cdf.size(1) - 1, 1);
   torch::Tensor tokens = (cdf <= threshold).sum(1).clamp_max(cdf.size(1) - 1);  // (B)
   // A zero-probability token can only be hit through rounding at the boundary; step back to
-  // the last token with mass so truncated tokens are never drawn.
-  const torch::Tensor chosen_mass = distribution.gather(1, tokens.unsqueeze(1)).squeeze(1);
-  if ((chosen_mass <= 0).any().item<bool>()) {
-    auto token = tokens.accessor<int64_t, 1>();
-    auto mass = distribution.accessor<float, 2>();
-    for (int64_t i = 0; i < rows; ++i) {
-      while (token[i] > 0 && mass[i][token[i]] <= 0) --token[i];
-    }
-  }
-  tokens = tokens.to(logits.device());
+  // the last token with mass at or before it (token 0 when there is none), so truncated tokens
+  // are never drawn: the running maximum of the ids with mass, read at the drawn id.
+  const torch::Tensor ids = torch::arange(cdf.size(1), tokens.options()).unsqueeze(0);  // (1, V)
+  const torch::Tensor last_with_mass =
+      std::get<0>(torch::where(distribution > 0, ids, torch::zeros_like(ids)).cummax(1));
+  tokens = last_with_mass.gather(1, tokens.unsqueeze(1)).squeeze(1);  // (B)
   const double temperature = params.temperature > 0.0 ? params.temperature : 1.0;
   const torch::Tensor logprobs = torch::log_softmax(logits.to(torch::kFloat) / temperature, -1)
                                      .gather(1, tokens.unsqueeze(1))

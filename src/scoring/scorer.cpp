@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "gopd/core/error.h"
+#include "gopd/model/autocast.h"
 #include "gopd/model/model_io.h"
 #include "gopd/scoring/sequence_logprobs.h"
 
@@ -14,31 +15,37 @@ namespace gopd::scoring {
 kernels::LogitHead ModelScorer::target_head(const TrainingSequences& sequences, int64_t begin,
                                             int64_t end) {
   torch::NoGradGuard no_grad;
-  const kernels::LogitHead head =
-      scoring::target_head(model_, sequences, begin, end, vocab_width_, chunk_rows_);
+  const model::AutocastGuard autocast(device_type(), autocast_);
+  const kernels::LogitHead head = scoring::target_head(model_, sequences, begin, end, vocab_width_,
+                                                       chunk_rows_, compute_dtype());
   return kernels::frozen_head(head.hidden, head.weight, head.compute_dtype, head.chunk_rows);
 }
 
 torch::Tensor ModelScorer::response_logprobs(const TrainingSequences& sequences, double temperature,
                                              int64_t micro_batch, kernels::Impl impl) {
+  const model::AutocastGuard autocast(device_type(), autocast_);
   return scoring::response_logprobs(model_, sequences.input_ids, sequences.attention_mask,
                                     sequences.targets, sequences.prompt_length, temperature,
-                                    micro_batch, vocab_width_, chunk_rows_, impl);
+                                    micro_batch, vocab_width_, chunk_rows_, impl, compute_dtype());
 }
 
 std::vector<std::vector<double>> ModelScorer::prompt_logprobs(
     const std::vector<std::vector<int64_t>>& prompts, int64_t pad, int64_t micro_batch) {
+  const model::AutocastGuard autocast(device_type(), autocast_);
   return scoring::prompt_logprobs(model_, prompts, pad, micro_batch, vocab_width_);
 }
 
-torch::Dtype parse_dtype(const std::string& name) {
+torch::Dtype parse_dtype(const std::string& name, const std::string& device) {
   if (name == "bfloat16") return torch::kBFloat16;
   if (name == "float16") return torch::kHalf;
+  if (name == "auto" && device.rfind("cuda", 0) == 0) return torch::kBFloat16;
   return torch::kFloat;
 }
 
-model::Transformer load_frozen(const std::string& path, const std::string& dtype) {
-  model::Transformer model = model::load_model(path, parse_dtype(dtype));
+model::Transformer load_frozen(const std::string& path, const std::string& dtype,
+                               const std::string& device) {
+  model::Transformer model = model::load_model(path, parse_dtype(dtype, device));
+  model->to(torch::Device(device));
   model->eval();
   for (torch::Tensor& parameter : model->parameters()) parameter.set_requires_grad(false);
   return model;

@@ -32,7 +32,8 @@ torch::Tensor sequence_logprobs(model::Transformer& model, const torch::Tensor& 
 torch::Tensor response_logprobs(model::Transformer& model, const torch::Tensor& input_ids,
                                 const torch::Tensor& attention_mask, const torch::Tensor& targets,
                                 int64_t prompt_length, double temperature, int64_t micro_batch,
-                                int64_t vocab_width, int64_t chunk_rows, kernels::Impl impl) {
+                                int64_t vocab_width, int64_t chunk_rows, kernels::Impl impl,
+                                torch::ScalarType compute_dtype) {
   torch::NoGradGuard no_grad;
   const int64_t rows = targets.size(0);
   const int64_t steps = targets.size(1);
@@ -42,10 +43,10 @@ torch::Tensor response_logprobs(model::Transformer& model, const torch::Tensor& 
     const int64_t end = std::min(rows, begin + micro);
     const kernels::LogitHead head = positions_head(
         model, input_ids.slice(0, begin, end), attention_mask.slice(0, begin, end),
-        prompt_length - 1, steps, vocab_width, chunk_rows);  // hidden (rows, T, H)
+        prompt_length - 1, steps, vocab_width, chunk_rows, compute_dtype);  // hidden (rows, T, H)
     parts.push_back(
         kernels::token_logprobs(head, targets.slice(0, begin, end), temperature, false, impl)
-            .logprobs);
+            .logprobs.to(targets.device()));
   }
   return parts.empty() ? torch::zeros({0, steps}, torch::kFloat) : torch::cat(parts, 0);
 }
@@ -69,7 +70,8 @@ std::vector<std::vector<double>> prompt_logprobs(model::Transformer& model,
       ids[r].narrow(0, offset, int64_t(prompt.size())).copy_(torch::tensor(prompt, torch::kLong));
       attention[r].narrow(0, offset, int64_t(prompt.size())).fill_(1);
     }
-    torch::Tensor logits = model->forward(ids, attention);  // (rows, L, V)
+    const torch::Device device = model->output_weight().device();
+    torch::Tensor logits = model->forward(ids.to(device), attention.to(device));  // (rows, L, V)
     if (vocab_width > 0) logits = logits.narrow(-1, 0, vocab_width);
     // Position p predicts token p + 1, at temperature 1 (the interference score compares the
     // models, not the sampler).
@@ -77,12 +79,15 @@ std::vector<std::vector<double>> prompt_logprobs(model::Transformer& model,
                                    .narrow(1, 0, longest - 1)
                                    .gather(-1, ids.narrow(1, 1, longest - 1).unsqueeze(-1))
                                    .squeeze(-1)
+                                   .to(torch::kCPU)
+                                   .to(torch::kDouble)
                                    .contiguous();  // (rows, L − 1)
+    const auto values_of = logp.accessor<double, 2>();
     for (int64_t r = 0; r < rows; ++r) {
       const auto& prompt = prompts[begin + size_t(r)];
       const int64_t offset = longest - int64_t(prompt.size());
       std::vector<double> values(prompt.size(), 0.0);
-      for (size_t j = 1; j < prompt.size(); ++j) values[j] = logp[r][offset + int64_t(j) - 1].item<double>();
+      for (size_t j = 1; j < prompt.size(); ++j) values[j] = values_of[r][offset + int64_t(j) - 1];
       result.push_back(std::move(values));
     }
   }

@@ -43,6 +43,15 @@ TrainingSequences pair_sequences(const std::vector<std::vector<int64_t>>& prompt
   return sequences;
 }
 
+TrainingSequences TrainingSequences::to(const torch::Device& device) const {
+  TrainingSequences moved = *this;
+  moved.input_ids = input_ids.to(device);
+  moved.attention_mask = attention_mask.to(device);
+  moved.targets = targets.to(device);
+  moved.mask = mask.to(device);
+  return moved;
+}
+
 TrainingSequences sequences_from_rollout(const rollout::RolloutBatch& batch) {
   TrainingSequences sequences;
   sequences.input_ids = torch::cat({batch.prompt_ids, batch.response_ids}, 1);
@@ -58,7 +67,9 @@ kernels::LogitHead positions_head(model::Transformer model, const torch::Tensor&
                                   int64_t steps, int64_t vocab_width, int64_t chunk_rows,
                                   torch::ScalarType compute_dtype) {
   kernels::LogitHead head;
-  head.hidden = model->hidden_states(input_ids, attention_mask).narrow(1, first, steps);
+  const torch::Device device = model->output_weight().device();
+  head.hidden = model->hidden_states(input_ids.to(device), attention_mask.to(device))
+                    .narrow(1, first, steps);
   head.weight = model->output_weight();
   if (vocab_width > 0) head.weight = head.weight.narrow(0, 0, vocab_width);
   head.compute_dtype =

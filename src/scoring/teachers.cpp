@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "gopd/core/error.h"
+#include "gopd/core/runtime.h"
 
 namespace gopd::scoring {
 
@@ -73,14 +74,14 @@ void TeacherSet::score_tokens(ScoredBatch& scored, int64_t micro_batch, double t
     for (const objective::TeacherHeads& segment :
          heads(scored.sequences, scored.routing, begin, end, scored.routing.any_reference)) {
       const torch::Tensor part = targets.slice(0, begin + segment.begin, begin + segment.end);
-      teacher.push_back(
-          kernels::token_logprobs(segment.teacher, part, temperature, false, impl).logprobs);
+      teacher.push_back(kernels::token_logprobs(segment.teacher, part, temperature, false, impl)
+                            .logprobs.to(targets.device()));
       // A λ = 1 teacher's own scores stand in for the reference it does not need.
       if (scored.routing.any_reference) {
         reference.push_back(segment.reference.defined()
                                 ? kernels::token_logprobs(segment.reference, part, temperature,
                                                           false, impl)
-                                      .logprobs
+                                      .logprobs.to(targets.device())
                                 : teacher.back());
       }
     }
@@ -90,31 +91,37 @@ void TeacherSet::score_tokens(ScoredBatch& scored, int64_t micro_batch, double t
 }
 
 FrozenModels::FrozenModels(const tokenizer::Tokenizer& tokenizer, std::string student_path,
-                           int64_t student_rows)
-    : tokenizer_(tokenizer), student_path_(std::move(student_path)) {
+                           int64_t student_rows, std::string default_device)
+    : tokenizer_(tokenizer),
+      student_path_(std::move(student_path)),
+      default_device_(std::move(default_device)) {
   widths_[student_path_] = student_rows;
 }
 
-std::shared_ptr<ModelScorer> FrozenModels::load(const std::string& path, const std::string& dtype) {
-  auto model = std::make_shared<ModelScorer>(load_frozen(path, dtype));
+std::shared_ptr<ModelScorer> FrozenModels::load(const std::string& path, const std::string& dtype,
+                                                const std::string& device) {
+  const std::string where = device.empty() ? default_device_ : device;
+  auto model = std::make_shared<ModelScorer>(load_frozen(path, dtype, where));
   widths_[path] = model->embedding_rows();
   all_.push_back(model);
   return model;
 }
 
 std::shared_ptr<ModelScorer> FrozenModels::reference(const std::string& key,
-                                                     const std::string& dtype) {
+                                                     const std::string& dtype,
+                                                     const std::string& device) {
   const auto found = references_.find(key);
   if (found != references_.end()) return found->second;
   const std::string path = key == "student_init" ? student_path_ : key;
   if (key != "student_init") check_same_vocabulary(tokenizer_, student_path_, path);
-  return references_[key] = load(path, dtype);
+  return references_[key] = load(path, dtype, device);
 }
 
 std::shared_ptr<ModelScorer> FrozenModels::teacher(const std::string& path,
-                                                   const std::string& dtype) {
+                                                   const std::string& dtype,
+                                                   const std::string& device) {
   check_same_vocabulary(tokenizer_, student_path_, path);
-  return load(path, dtype);
+  return load(path, dtype, device);
 }
 
 int64_t FrozenModels::align_vocabularies() {
@@ -127,13 +134,22 @@ void FrozenModels::set_chunk_rows(int64_t rows) {
   for (const auto& model : all_) model->set_chunk_rows(rows);
 }
 
+std::string reference_device(const core::Config& config) {
+  return core::resolve_device(
+      config.reference.device.empty() ? config.run.device : config.reference.device,
+      config.reference.device.empty() ? "run.device" : "reference.device");
+}
+
 TeacherSet load_teachers(const core::Config& config, FrozenModels& models) {
   TeacherSet set;
   const double shared_lambda = config.gopd.lambda.value_or(1.0);
   for (const auto& [name, spec] : config.teachers) {
     Teacher teacher;
     teacher.name = name;
-    teacher.model = models.teacher(spec.path, spec.dtype);
+    teacher.model = models.teacher(
+        spec.path, spec.dtype,
+        core::resolve_device(spec.device.empty() ? config.run.device : spec.device,
+                             "teachers." + name + ".device"));
     teacher.lambda = spec.lambda.value_or(shared_lambda);
     const std::string reference = teacher.lambda == 1.0    ? std::string()
                                   : spec.reference.empty() ? config.reference.path
@@ -141,7 +157,10 @@ TeacherSet load_teachers(const core::Config& config, FrozenModels& models) {
     spdlog::info(
         "teacher '{}': {} (lambda {}{})", name, spec.path, teacher.lambda,
         reference.empty() ? ", reference pass skipped: lambda = 1" : ", reference " + reference);
-    if (!reference.empty()) teacher.reference = models.reference(reference, config.reference.dtype);
+    if (!reference.empty()) {
+      teacher.reference = models.reference(reference, config.reference.dtype,
+                                           reference_device(config));
+    }
     set.add(std::move(teacher));
   }
   return set;

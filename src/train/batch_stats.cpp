@@ -52,7 +52,7 @@ void DistillBatchStats::add(int64_t begin, int64_t end,
 
 void DistillBatchStats::put(nlohmann::json& line) const {
   if (!sums_.defined()) return;
-  const torch::Tensor sums = sums_.contiguous();
+  const torch::Tensor sums = sums_.to(torch::kCPU).contiguous();
   const double* s = sums.data_ptr<double>();
   const double tokens = s[4];
   if (tokens == 0) return;

@@ -23,6 +23,7 @@ namespace fs = std::filesystem;
 
 constexpr const char* kStateFile = "trainer_state.json";
 constexpr const char* kOptimizerFile = "optimizer.pt";
+constexpr const char* kMasterDirectory = "master";  // fp32 weights when saved in another dtype
 constexpr const char* kRngFile = "rng_state.pt";
 constexpr const char* kPartialPrefix = ".partial-";
 
@@ -56,13 +57,17 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
 
 std::string save_checkpoint(const std::string& checkpoints_directory, const CheckpointState& state,
                             model::Transformer& model, const torch::optim::Optimizer& optimizer,
-                            const std::string& tokenizer_directory) {
+                            const std::string& tokenizer_directory, torch::ScalarType save_dtype) {
   const std::string name = "step_" + std::to_string(state.step);
   const fs::path target = fs::path(checkpoints_directory) / name;
   const fs::path partial = fs::path(checkpoints_directory) / (kPartialPrefix + name);
   fs::create_directories(checkpoints_directory);
   fs::remove_all(partial);
-  model::save_model(model, partial.string(), tokenizer_directory);
+  model::save_model(model, partial.string(), tokenizer_directory, 5'000'000'000, save_dtype);
+  if (save_dtype != torch::ScalarType::Undefined &&
+      save_dtype != model->output_weight().scalar_type()) {
+    model::save_model(model, (partial / kMasterDirectory).string());
+  }
   torch::save(optimizer, (partial / kOptimizerFile).string());
   {
     at::Generator generator = at::detail::getDefaultCPUGenerator();
@@ -115,6 +120,11 @@ CheckpointState read_checkpoint_state(const std::string& checkpoint_directory) {
     }
   }
   return state;
+}
+
+std::string trained_weights_directory(const std::string& checkpoint_directory) {
+  const fs::path master = fs::path(checkpoint_directory) / kMasterDirectory;
+  return fs::is_directory(master) ? master.string() : checkpoint_directory;
 }
 
 void restore_optimizer_and_rng(const std::string& checkpoint_directory,

@@ -66,6 +66,18 @@ void put_teacher_metrics(const Job& job, const scoring::ScoredBatch& scored, nlo
   }
 }
 
+scoring::ScoredBatch to_device(scoring::ScoredBatch scored, const torch::Device& device) {
+  const auto move = [&device](torch::Tensor& tensor) {
+    if (tensor.defined()) tensor = tensor.to(device);
+  };
+  scored.sequences = scored.sequences.to(device);
+  for (torch::Tensor* tensor : {&scored.rollout_logprobs, &scored.routing.own_reference,
+                                &scored.teacher, &scored.reference, &scored.old}) {
+    move(*tensor);
+  }
+  return scored;
+}
+
 // The G-OPD loss of a micro-batch, in the objective the job chose; keeps the batch statistics.
 class DistillationLoss {
  public:
@@ -100,7 +112,7 @@ class DistillationLoss {
     options.agg = job_.agg;
     options.importance_cap = config.gopd.importance_cap;
     options.clipped = shape_.several_updates();
-    const torch::Tensor lambda = scored_.routing.lambda_of(begin, end);
+    const torch::Tensor lambda = scored_.routing.lambda_of(begin, end).to(job_.device);
     entropy_sum += (student.entropy.detach() * part_mask).sum().item<double>();
     stats.add(begin, end, logprobs, lambda, rollout,
               scored_.routing.own_reference.slice(0, begin, end), part_mask,
@@ -157,6 +169,7 @@ void distillation_step(StepContext& context, int64_t step, const std::vector<dat
       sample(job, encode_prompts(job, batch), job_seed(job, "rollout/" + std::to_string(step)),
              config.rollout.n);
   const double rollout_seconds = seconds_since(rollout_start);
+  mark_gpu_phase(job, "rollout", line);
 
   // Scoring. Sampled-token objective: the teachers' and references' log-probs of every response
   // token now, and π_old when the weights move before the last update.
@@ -173,15 +186,18 @@ void distillation_step(StepContext& context, int64_t step, const std::vector<dat
     }
     scoring_seconds += seconds_since(scoring_start);
     put_teacher_metrics(job, scored, line);
+    mark_gpu_phase(job, "scoring", line);
   }
 
-  // Objective and update.
+  // Objective and update, on the student's device: the batch crosses over once, here.
+  scored = to_device(std::move(scored), job.device);
   DistillationLoss loss(job, scored, shape);
   const auto update_start = Clock::now();
   context.updater.update(
       step, scored.sequences.mask, shape,
       [&loss](int64_t begin, int64_t end) { return loss(begin, end); }, line);
   loss.stats.put(line);
+  mark_gpu_phase(job, "update", line);
   scoring_seconds += loss.scoring_seconds;
   const double update_seconds = seconds_since(update_start) - loss.scoring_seconds;
 

@@ -35,19 +35,22 @@ void find_checkpoint(const core::Config& config, const TrainOptions& options, Jo
   job.state = saved;
 }
 
-// run.device: the trainer places everything on the CPU so far, so a job that asks for a GPU is
-// refused before anything is loaded rather than quietly trained on the CPU.
-void check_device(const core::Config& config) {
-  if (config.run.device == "cuda") {
-    core::throw_bad_input(
-        core::cuda_available()
-            ? "run.device: cuda: gopd train does not run on a GPU yet; use run.device: cpu"
-            : "run.device: cuda, but no CUDA device is visible to this process; use "
-              "run.device: cpu (or auto)");
+// run.device, train.precision and train.save_dtype, resolved on this machine: a device that is
+// not here is exit 2 before anything is loaded.
+void resolve_placement(const core::Config& config, Job& job) {
+  job.device_name = core::resolve_device(config.run.device, "run.device");
+  job.device = torch::Device(job.device_name);
+  const bool gpu = job.device.is_cuda();
+  job.mixed_precision = config.train.precision == "bf16" || (config.train.precision == "auto" && gpu);
+  if (job.mixed_precision && scoring::parse_dtype(config.student.dtype) != torch::kFloat) {
+    core::throw_bad_input("train.precision: bf16 keeps fp32 master weights; student.dtype is " +
+                          config.student.dtype + " (use student.dtype: float32, or "
+                          "train.precision: fp32 to train the " + config.student.dtype +
+                          " weights directly)");
   }
-  if (config.run.device == "auto" && core::cuda_available()) {
-    spdlog::info("run.device auto: training runs on the CPU (gopd train does not use the GPU yet)");
-  }
+  if (config.train.save_dtype != "auto") job.save_dtype = scoring::parse_dtype(config.train.save_dtype);
+  spdlog::info("student on {}{}", job.device_name,
+               job.mixed_precision ? ", bf16 autocast (fp32 master weights)" : ", no autocast");
 }
 
 // The student (from the checkpoint when resuming; student_init stays the job's student.path).
@@ -57,8 +60,11 @@ void load_student(const core::Config& config, Job& job) {
       data::prompt_format(config.student.chat_format == "auto" ? job.tokenizer.info.chat_format
                                                                : config.student.chat_format);
   job.pad_id = std::max<int64_t>(job.tokenizer.info.pad_id, 0);
-  job.student = model::load_model(job.resume_from.empty() ? config.student.path : job.resume_from,
+  job.student = model::load_model(job.resume_from.empty()
+                                      ? config.student.path
+                                      : trained_weights_directory(job.resume_from),
                                   scoring::parse_dtype(config.student.dtype));
+  job.student->to(job.device);
   job.student->train();
   job.student->set_activation_checkpointing(config.train.activation_checkpointing);
   if (config.train.activation_checkpointing) {
@@ -69,8 +75,10 @@ void load_student(const core::Config& config, Job& job) {
     parameter_count += parameter.numel();
   spdlog::info("student: {} ({} parameters)", config.student.path, parameter_count);
   job.student_scores = std::make_shared<scoring::ModelScorer>(job.student);
+  job.student_scores->set_autocast(job.mixed_precision);  // π_old as the update computes π_θ
   job.frozen = std::make_unique<scoring::FrozenModels>(
-      *job.tokenizer.tokenizer, config.student.path, job.student->config().vocab_size);
+      *job.tokenizer.tokenizer, config.student.path, job.student->config().vocab_size,
+      job.device_name);
 }
 
 // Teachers (distillation) or the KL and LENS references (RLVR), then the shared vocabulary.
@@ -88,11 +96,13 @@ void load_scorers(const core::Config& config, Job& job) {
                    config.algorithm);
     }
     if (config.grpo.kl_beta > 0)
-      job.kl_reference = job.frozen->reference(config.reference.path, config.reference.dtype);
+      job.kl_reference = job.frozen->reference(config.reference.path, config.reference.dtype,
+                                               scoring::reference_device(config));
     if (job.algorithm == Algorithm::lens) {
       const std::string key =
           config.lens.score == "initial_policy" ? "student_init" : config.reference.path;
-      job.lens_reference = job.frozen->reference(key, config.reference.dtype);
+      job.lens_reference =
+          job.frozen->reference(key, config.reference.dtype, scoring::reference_device(config));
     }
   }
   // Embeddings padded to different widths: logits are compared over the tokenizer's ids only,
@@ -179,7 +189,8 @@ std::string Job::loss_key() const {
 
 kernels::LogitHead Job::student_head(const scoring::TrainingSequences& sequences, int64_t begin,
                                      int64_t end) const {
-  return scoring::target_head(student, sequences, begin, end, vocab_width, head_chunk_rows);
+  return scoring::target_head(student, sequences, begin, end, vocab_width, head_chunk_rows,
+                              mixed_precision ? torch::kBFloat16 : torch::ScalarType::Undefined);
 }
 
 Job load_job(const core::Config& config, const TrainOptions& options) {
@@ -190,7 +201,7 @@ Job load_job(const core::Config& config, const TrainOptions& options) {
   job.weight_scheme = lens::parse_weight_scheme(config.lens.weight_scheme);
   job.impl = kernels::parse_impl(config.kernels.impl);
   job.agg = objective::parse_loss_agg(config.train.loss_agg);
-  check_device(config);
+  resolve_placement(config, job);
   find_checkpoint(config, options, job);
   load_student(config, job);
   load_scorers(config, job);

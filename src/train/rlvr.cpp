@@ -25,6 +25,16 @@ struct PolicyInputs {
   torch::Tensor
       old_train;  // (B, T) crpo_literal: log π_old(y_t | x_roll), for the importance weights
   torch::Tensor row_weight;  // (B) crpo: 1/w̃ of each row (lens.h); undefined = 1
+
+  PolicyInputs to(const torch::Device& device) const {
+    PolicyInputs moved = *this;
+    moved.sequences = sequences.to(device);
+    for (torch::Tensor* tensor :
+         {&moved.reference, &moved.old, &moved.old_train, &moved.row_weight}) {
+      if (tensor->defined()) *tensor = tensor->to(device);
+    }
+    return moved;
+  }
 };
 
 // The batch's groups as rows, with their verification started on the reward workers.
@@ -160,7 +170,8 @@ class RlvrLoss {
       : job_(job),
         inputs_(inputs),
         advantages_(advantages),
-        sampler_(lens::rollout_logprobs(rows, inputs.sequences.targets.size(1))) {
+        sampler_(lens::rollout_logprobs(rows, inputs.sequences.targets.size(1))
+                     .to(inputs.sequences.targets.device())) {
     const core::Config& config = job.cfg();
     options_.policy.agg = job.agg;
     options_.policy.clip_low = config.grpo.clip_low;
@@ -220,6 +231,7 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
   const rollout::RolloutBatch rollout_batch =
       sample(job, prompts, job_seed(job, "rollout/" + std::to_string(step)), config.rollout.n);
   const double rollout_seconds = seconds_since(rollout_start);
+  mark_gpu_phase(job, "rollout", line);
   std::vector<reward::RewardJob> jobs;
   lens::RlvrRows rows = group_rows(job, rollout_batch, indices, prompts, jobs);
   auto pending = reward::score_async(std::move(jobs), config.reward);
@@ -240,6 +252,7 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
                                                        shape.micro, job.impl);
   }
   const double scoring_seconds = seconds_since(scoring_start);
+  mark_gpu_phase(job, "scoring", line);
   const auto wait_start = Clock::now();
   const std::vector<reward::RewardResult> results = pending.get();
   const double reward_wait_seconds = seconds_since(wait_start);
@@ -250,6 +263,7 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
     const auto lens_start = Clock::now();
     apply_lens(context, step, indices, prompts, shape, rows, inputs, line);
     line["perf/lens_s"] = seconds_since(lens_start);
+    mark_gpu_phase(job, "lens", line);
     line["lens/zero_reward_prompt_fraction"] = objective::group_outcome_metrics(
         torch::tensor(rows.correct, torch::kFloat), group_ids)["grpo/zero_reward_prompt_fraction"];
   }
@@ -262,12 +276,15 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
       torch::tensor(rows.reward, torch::kFloat), group_ids, advantage_options);
   // LENS may have rebuilt the batch with longer responses: rows per micro-batch for its width.
   shape.micro = micro_rows(config.optim, int64_t(rows.prompt.size()), inputs.sequences.input_ids.size(1));
-  RlvrLoss loss(job, inputs, advantages, rows);
+  // The update's inputs cross over to the student's device once, here.
+  inputs = inputs.to(job.device);
+  RlvrLoss loss(job, inputs, advantages.to(job.device), rows);
   const auto update_start = Clock::now();
   context.updater.update(
       step, inputs.sequences.mask, shape,
       [&loss](int64_t begin, int64_t end) { return loss(begin, end); }, line);
   loss.importance.put(line);
+  mark_gpu_phase(job, "update", line);
   if (inputs.row_weight.defined())
     line["lens/row_weight_mean"] = inputs.row_weight.mean().item<double>();
   const double update_seconds = seconds_since(update_start);

@@ -1,6 +1,8 @@
 // The rollout stage and evaluation of the trainer: see steps.h.
 #include <spdlog/spdlog.h>
 
+#include "gopd/core/runtime.h"
+#include "gopd/model/autocast.h"
 #include "gopd/train/steps.h"
 
 namespace gopd::train {
@@ -12,6 +14,16 @@ std::vector<std::vector<int64_t>> encode_prompts(const Job& job,
     prompts.push_back(data::encode_prompt(record, job.format, *job.tokenizer.tokenizer));
   }
   return prompts;
+}
+
+void mark_gpu_phase(const Job& job, const std::string& phase, nlohmann::json& line) {
+  if (!job.device.is_cuda()) return;
+  const double gigabytes = double(core::peak_gpu_memory_bytes(job.device_name)) / 1e9;
+  line["perf/peak_gpu_mem_gb/" + phase] = gigabytes;
+  const double step_peak =
+      line.contains("perf/peak_gpu_mem_gb") ? line["perf/peak_gpu_mem_gb"].get<double>() : 0.0;
+  line["perf/peak_gpu_mem_gb"] = std::max(step_peak, gigabytes);
+  core::reset_peak_gpu_memory(job.device_name);
 }
 
 rollout::GenerationParams generation_params(const Job& job, uint64_t seed) {
@@ -35,6 +47,7 @@ rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& 
   params.max_new_tokens = config.max_new_tokens;
   params.prefill_chunk = config.prefill_chunk;
   torch::NoGradGuard no_grad;
+  const model::AutocastGuard autocast(job.device.type(), job.mixed_precision);
   job.student->eval();
   rollout::RolloutBatch batch = rollout::generate(job.student, prompts, params);
   job.student->train();
@@ -73,6 +86,7 @@ double evaluate(Job& job, const std::string& label) {
   const size_t chunk = size_t(std::max<int64_t>(1, config.rollout.batch_prompts));
   {
     torch::NoGradGuard no_grad;
+    const model::AutocastGuard autocast(job.device.type(), job.mixed_precision);
     job.student->eval();
     for (size_t begin = 0; begin < prompts.size(); begin += chunk) {
       const size_t end = std::min(prompts.size(), begin + chunk);

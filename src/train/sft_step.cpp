@@ -31,7 +31,7 @@ void sft_step(StepContext& context, int64_t step, const std::vector<data::Record
               nlohmann::json& line) {
   Job& job = context.job;
   const auto start = Clock::now();
-  const scoring::TrainingSequences sequences = sft_sequences(job, batch);
+  const scoring::TrainingSequences sequences = sft_sequences(job, batch).to(job.device);
   const MicroBatchLoss loss_of = [&](int64_t begin, int64_t end) {
     return objective::sft_loss(
         job.student_head(sequences, begin, end),
@@ -42,6 +42,7 @@ void sft_step(StepContext& context, int64_t step, const std::vector<data::Record
   shape.micro = micro_rows(job.cfg().optim, sequences.mask.size(0), sequences.input_ids.size(1));
   context.updater.update(step, sequences.mask, shape, loss_of, line);
   const double seconds = seconds_since(start);
+  mark_gpu_phase(job, "update", line);
   line["perf/update_s"] = seconds;
   line["perf/update_tokens_per_s"] = sequences.mask.sum().item<double>() / std::max(seconds, 1e-9);
 }

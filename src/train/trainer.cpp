@@ -15,6 +15,7 @@
 #include "gopd/core/metrics.h"
 #include "gopd/core/rng.h"
 #include "gopd/core/run_directory.h"
+#include "gopd/core/runtime.h"
 #include "gopd/train/checkpoint.h"
 #include "gopd/train/job.h"
 #include "gopd/train/steps.h"
@@ -48,7 +49,9 @@ class Trainer {
   Trainer(const core::Config& config, const TrainOptions& options)
       : job_(load_job(config, options)),
         updater_(job_.student->parameters(), config.optim, job_.total_steps,
-                 config.train.max_nonfinite_steps, job_.agg) {}
+                 config.train.max_nonfinite_steps, job_.agg) {
+    updater_.set_autocast(job_.device.type(), job_.mixed_precision);
+  }
 
   TrainSummary run();
 
@@ -123,7 +126,7 @@ void Trainer::save(int64_t step) {
   state.nonfinite_in_a_row = updater_.counters().nonfinite_in_a_row;
   const std::string checkpoints = run_.path + "/checkpoints";
   summary_.final_model = save_checkpoint(checkpoints, state, job_.student, updater_.optimizer(),
-                                         job_.cfg().student.path);
+                                         job_.cfg().student.path, job_.save_dtype);
   spdlog::info("saved {}", summary_.final_model);
   prune_checkpoints(checkpoints, job_.cfg().train.keep_last);
 }
@@ -149,6 +152,7 @@ TrainSummary Trainer::run() {
   for (int64_t step = job_.state.step; step < job_.total_steps; ++step) {
     const std::vector<size_t> indices = next_batch(order);
     const auto step_start = Clock::now();
+    core::reset_peak_gpu_memory(job_.device_name);
     nlohmann::json line = {{"step", step + 1}, {"epoch", job_.state.epoch}};
     if (job_.rlvr()) {
       rlvr_step(context, step, indices, line);

@@ -1,6 +1,8 @@
 // The update of a training step: see update.h.
 #include "gopd/train/update.h"
 
+#include "gopd/model/autocast.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -85,7 +87,12 @@ void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape&
       for (int64_t begin = first; begin < last; begin += shape.micro) {
         const int64_t end = std::min(last, begin + shape.micro);
         const double share = units(begin, end) / part_units;
-        const objective::LossOutput output = loss_of(begin, end);
+        objective::LossOutput output;
+        {
+          // Forward under the student's autocast; backward outside it (as torch.autocast).
+          const model::AutocastGuard autocast(autocast_device_, autocast_);
+          output = loss_of(begin, end);
+        }
         (output.loss * share).backward();
         loss += share * output.loss.item<double>();
         metrics.add(output.metrics, share / updates);

@@ -15,6 +15,14 @@
 
 namespace gopd::test {
 
+// A file's bytes ("" if it cannot be read).
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream input(path, std::ios::binary);
+  std::stringstream text;
+  text << input.rdbuf();
+  return text.str();
+}
+
 // Runs `gopd ARGS` with stdout discarded and stderr captured in `scratch`/stderr.txt (returned
 // through `stderr_text` when given); returns the exit code, −1 if killed by a signal.
 inline int run_cli(const std::string& args, const std::filesystem::path& scratch,

@@ -36,14 +36,9 @@ int run(const std::string& args, std::string* stderr_text = nullptr) {
   return gopd::test::run_cli(args, kDir, stderr_text);
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream input(path, std::ios::binary);
-  std::stringstream text;
-  text << input.rdbuf();
-  return text.str();
-}
-
 // SHA-256 of a file, by coreutils' sha256sum ("" if it cannot be read).
+using gopd::test::read_file;
+
 std::string sha256_of(const fs::path& path) {
   std::string hex;
   if (FILE* pipe = popen(("sha256sum '" + path.string() + "' 2>/dev/null").c_str(), "r")) {

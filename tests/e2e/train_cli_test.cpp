@@ -28,13 +28,7 @@ const fs::path kDir = fs::temp_directory_path() / ("gopd_train_cli_" + std::to_s
 int run(const std::string& args, std::string* stderr_text = nullptr) { return gopd::test::run_cli(args, kDir, stderr_text); }
 
 using gopd::test::read_jsonl;
-
-std::string read_file(const fs::path& path) {
-  std::ifstream input(path, std::ios::binary);
-  std::stringstream text;
-  text << input.rdbuf();
-  return text.str();
-}
+using gopd::test::read_file;
 
 class TrainCli : public ::testing::Test {
  protected:
@@ -146,10 +140,23 @@ TEST_F(TrainCli, BadJobsExitTwoWithAClearMessage) {
                 &err),
             2);
   EXPECT_NE(err.find("train.jsonl:1: reward.type code needs a \"tests\" field"), std::string::npos) << err;
-  // A GPU asked for: refused (none here; and gopd train does not run on one yet).
-  EXPECT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=bad4 --set run.device=cuda", &err), 2);
-  EXPECT_NE(err.find("run.device: cuda"), std::string::npos) << err;
-  for (const char* name : {"bad1", "bad2", "bad3", "bad4"}) {
+  // A device this machine does not have (no GPU here; no machine has 65), one that is not a
+  // device name, a teacher's, bf16 autocast over bf16 weights.
+  EXPECT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=bad4 --set run.device=cuda:64", &err), 2);
+  EXPECT_NE(err.find("run.device: cuda:64, but"), std::string::npos) << err;
+  EXPECT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=bad5 --set run.device=gpu", &err), 2);
+  EXPECT_NE(err.find("run.device"), std::string::npos) << err;
+  EXPECT_NE(err.find("expected auto, cpu, cuda or cuda:N"), std::string::npos) << err;
+  EXPECT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set run.name=bad6 --set teachers.math.device=cuda:64",
+                &err),
+            2);
+  EXPECT_NE(err.find("teachers.math.device: cuda:64, but"), std::string::npos) << err;
+  EXPECT_EQ(run("train '" + (kDir / "gopd.yaml").string() +
+                    "' --set run.name=bad7 --set train.precision=bf16 --set student.dtype=bfloat16",
+                &err),
+            2);
+  EXPECT_NE(err.find("train.precision: bf16 keeps fp32 master weights"), std::string::npos) << err;
+  for (const char* name : {"bad1", "bad2", "bad3", "bad4", "bad5", "bad6", "bad7"}) {
     EXPECT_FALSE(fs::exists(kDir / "runs" / name)) << name << ": a failed job left its run directory";
   }
 }
@@ -304,6 +311,51 @@ TEST_F(TrainCli, MemoryKnobsGiveTheSameStep) {
       }
     }
   }
+}
+
+// train.precision: bf16 on the CPU: the whole job under autocast — rollout, the π_old pass (two
+// PPO epochs) and the update — with fp32 weights; the sampler and the trainer compute the same
+// bf16 log-probs, so the importance weight stays 1 to bf16 rounding.
+TEST_F(TrainCli, Bf16AutocastRunsTheJobWithFp32MasterWeights) {
+  std::string err;
+  ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() +
+                    "' --set run.name=bf16 --set train.max_steps=2 --set train.precision=bf16 --set optim.ppo_epochs=2",
+                &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("student on cpu, bf16 autocast (fp32 master weights)"), std::string::npos) << err;
+  const auto lines = read_jsonl(kDir / "runs/bf16/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  for (const auto& line : lines) {
+    EXPECT_TRUE(std::isfinite(line["loss/policy"].get<double>())) << line.dump();
+    EXPECT_NEAR(line["actor/importance_weight_mean"].get<double>(), 1.0, 2e-2) << line.dump();
+    EXPECT_EQ(line["optim/updates"].get<int64_t>(), 2) << line.dump();
+  }
+  const auto config = nlohmann::json::parse(read_file(kDir / "runs/bf16/checkpoints/step_2/config.json"));
+  EXPECT_EQ(config["torch_dtype"], "float32");  // saved as trained (train.save_dtype: auto)
+}
+
+// train.save_dtype: bfloat16 saves the model Hugging Face-readable in bf16 and the fp32 weights
+// as trained in master/, from which a resumed run continues exactly as the straight run.
+TEST_F(TrainCli, SaveDtypeWritesBf16AndResumesFromTheFp32MasterWeights) {
+  const std::string config = "train '" + (kDir / "gopd.yaml").string() + "' --set train.save_dtype=bfloat16 ";
+  std::string err;
+  ASSERT_EQ(run(config + "--set run.name=save-straight --set train.max_steps=2", &err), 0) << err;
+  ASSERT_EQ(run(config + "--set run.name=save-resumed --set train.max_steps=1", &err), 0) << err;
+  const fs::path step_1 = kDir / "runs/save-resumed/checkpoints/step_1";
+  EXPECT_EQ(nlohmann::json::parse(read_file(step_1 / "config.json"))["torch_dtype"], "bfloat16");
+  EXPECT_EQ(nlohmann::json::parse(read_file(step_1 / "master/config.json"))["torch_dtype"], "float32");
+  // The bf16 file is what loaders read: it holds BF16 tensors and is half the fp32 one's size.
+  const auto bf16_size = fs::file_size(step_1 / "model.safetensors");
+  const auto fp32_size = fs::file_size(step_1 / "master/model.safetensors");
+  EXPECT_LT(bf16_size, fp32_size * 0.6);
+  EXPECT_NE(read_file(step_1 / "model.safetensors").substr(0, 400).find("\"BF16\""), std::string::npos);
+  ASSERT_EQ(run(config + "--set run.name=save-resumed --set train.max_steps=2 --resume auto", &err), 0) << err;
+  const auto straight = read_jsonl(kDir / "runs/save-straight/metrics.jsonl");
+  const auto resumed = read_jsonl(kDir / "runs/save-resumed/metrics.jsonl");
+  ASSERT_EQ(straight.size(), 2u);
+  ASSERT_EQ(resumed.size(), 2u);
+  EXPECT_EQ(without_timings(resumed[1]), without_timings(straight[1]));
 }
 
 // The sampler's log-probs and the trainer's agree at a temperature other than 1 (both divide

@@ -17,6 +17,8 @@ namespace gopd::core {
 inline const std::vector<std::string> kAlgorithms = {"opd", "gopd", "sft", "grpo", "lens"};
 inline const std::vector<std::string> kDtypes = {"float32", "bfloat16", "float16"};
 // Frozen models (teachers, reference) also take "auto": see TeacherConfig::dtype.
+// A device name: cpu | cuda | cuda:N (and auto where the key allows it).
+bool is_device_name(const std::string& name);
 inline const std::vector<std::string> kFrozenDtypes = {"auto", "float32", "bfloat16", "float16"};
 
 struct RunConfig {
@@ -24,7 +26,8 @@ struct RunConfig {
   std::string output_dir = "runs";
   int64_t seed = 42;
   int64_t threads = 0;          // LibTorch intra-op threads; 0 = all cores
-  std::string device = "auto";  // auto | cpu | cuda
+  // The student's device: auto (cuda:0 when a GPU is visible, else cpu) | cpu | cuda | cuda:N.
+  std::string device = "auto";
   std::string log_level = "info";
   int64_t log_every = 1;  // steps between console/metrics lines
   void visit(ConfigVisitor& visitor);
@@ -46,6 +49,7 @@ struct TeacherConfig {
   // Teachers are inference-only. auto = bfloat16 on a GPU, float32 on the CPU (bfloat16
   // matmuls there are ~20x slower than float32: a demo ExOPD step scored in 4.4 s vs 0.19 s).
   std::string dtype = "auto";
+  std::string device;  // cpu | cuda | cuda:N; "" = the student's (run.device)
   void visit(ConfigVisitor& visitor);
 };
 
@@ -54,6 +58,7 @@ struct ReferenceConfig {
   // otherwise, e.g. the teacher's pre-RL base for reward correction.
   std::string path = "student_init";
   std::string dtype = "auto";  // as for teachers
+  std::string device;          // as for teachers
   void visit(ConfigVisitor& visitor);
 };
 
@@ -148,6 +153,12 @@ struct TrainConfig {
   // from the final hidden states this many rows (tokens) at a time, never a whole (tokens ×
   // vocabulary) tensor; 0 = all at once. At V = 151,936, 2048 rows are 1.2 GB of fp32 logits.
   int64_t lm_head_chunk_tokens = 2048;
+  // Compute precision of the student: bf16 = autocast (bf16 matmuls in forward and backward,
+  // fp32 master weights, AdamW state, log-softmax and loss); fp32 = none; auto = bf16 on a GPU,
+  // fp32 on the CPU (where bf16 matmuls are slower than fp32).
+  std::string precision = "auto";
+  // Dtype of the saved model.safetensors: auto = student.dtype (the weights as trained).
+  std::string save_dtype = "auto";
   void visit(ConfigVisitor& visitor);
 };
 

@@ -18,6 +18,16 @@ void seed_everything(uint64_t seed);
 
 std::string torch_version();
 bool cuda_available();
+int64_t cuda_device_count();
+
+// The device a config names, checked against this machine: "auto" → "cuda:0" when a GPU is
+// visible, else "cpu"; "cuda" → "cuda:0"; "cuda:N" must exist. Exit 2 naming `key` otherwise.
+std::string resolve_device(const std::string& name, const std::string& key);
+
+// Peak bytes the CUDA caching allocator handed out on `device` ("cuda:N") since the last
+// reset; 0 for the CPU or without CUDA.
+int64_t peak_gpu_memory_bytes(const std::string& device);
+void reset_peak_gpu_memory(const std::string& device);
 
 // What `gopd --version` reports about the build and the machine, one fact per line:
 // the LibTorch version and whether it has CUDA (and which CUDA runtime), whether gopd's CUDA

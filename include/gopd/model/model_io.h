@@ -26,12 +26,14 @@ void load_weights(Transformer& model, const std::map<std::string, torch::Tensor>
 // Hugging Face names of the tensors a checkpoint of `model` holds, in module order.
 std::vector<std::string> checkpoint_tensor_names(Transformer& model);
 
-// Writes `directory` (replacing it if present): config.json (torch_dtype = the weights'
-// dtype), generation_config.json, safetensors weights (shards above `max_shard_bytes`), and
-// copies of the tokenizer files found in `tokenizer_directory` ("" = none).
+// Writes `directory` (replacing it if present): config.json (torch_dtype = the saved dtype),
+// generation_config.json, safetensors weights (shards above `max_shard_bytes`), and copies of
+// the tokenizer files found in `tokenizer_directory` ("" = none). `dtype` Undefined = the
+// weights' own; otherwise each tensor is converted on its way to the file.
 void save_model(Transformer& model, const std::string& directory,
                 const std::string& tokenizer_directory = "",
-                int64_t max_shard_bytes = 5'000'000'000);
+                int64_t max_shard_bytes = 5'000'000'000,
+                torch::ScalarType dtype = torch::ScalarType::Undefined);
 
 // File names treated as tokenizer files of a model directory.
 inline const std::vector<std::string> kTokenizerFiles = {

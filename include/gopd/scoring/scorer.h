@@ -37,7 +37,9 @@ class Scorer {
 };
 
 // A model of this process as a Scorer (always under NoGradGuard). `vocab_width` > 0 cuts the
-// logits to the shared tokenizer's ids (padded embeddings), 0 keeps them all.
+// logits to the shared tokenizer's ids (padded embeddings), 0 keeps them all. The model may sit
+// on another device than the sequences: they are copied to it, and response_logprobs comes back
+// on the sequences' device; target_head stays on the model's (the ops move its logits).
 class ModelScorer : public Scorer {
  public:
   explicit ModelScorer(model::Transformer model, int64_t vocab_width = 0)
@@ -51,19 +53,30 @@ class ModelScorer : public Scorer {
   void set_vocab_width(int64_t width) { vocab_width_ = width; }
   // Rows of logits per lm_head matmul (train.lm_head_chunk_tokens); 0 = all at once.
   void set_chunk_rows(int64_t rows) { chunk_rows_ = rows; }
+  // Every pass under bf16 autocast on the model's device with bf16 logits, as the student's
+  // update forward computes them (train.precision: bf16), so π_old matches π_θ at θ = θ_old.
+  void set_autocast(bool on) { autocast_ = on; }
   int64_t embedding_rows() const { return model_->config().vocab_size; }
 
  private:
+  c10::DeviceType device_type() { return model_->output_weight().device().type(); }
+  torch::ScalarType compute_dtype() const {
+    return autocast_ ? torch::kBFloat16 : torch::ScalarType::Undefined;
+  }
   model::Transformer model_;
   int64_t vocab_width_ = 0;
   int64_t chunk_rows_ = 0;
+  bool autocast_ = false;
 };
 
-// "auto" = float32: the trainer runs on the CPU, where bfloat16 matmuls are far slower.
-torch::Dtype parse_dtype(const std::string& name);
+// A dtype name; "auto" = bfloat16 on a GPU, float32 on the CPU (where bfloat16 matmuls are far
+// slower than float32).
+torch::Dtype parse_dtype(const std::string& name, const std::string& device = "cpu");
 
-// A model loaded for scoring only: eval mode, parameters frozen, weights in `dtype`.
-model::Transformer load_frozen(const std::string& path, const std::string& dtype);
+// A model loaded for scoring only: eval mode, parameters frozen, weights in `dtype`, on
+// `device` (a resolved name: "cpu", "cuda:N").
+model::Transformer load_frozen(const std::string& path, const std::string& dtype,
+                               const std::string& device = "cpu");
 
 // Student, teachers and references must share the tokenizer: the same size (the embedding may
 // be padded beyond it) and the same token strings. Exit 2 naming `other_path` otherwise.

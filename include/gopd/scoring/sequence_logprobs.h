@@ -33,7 +33,8 @@ torch::Tensor sequence_logprobs(model::Transformer& model, const torch::Tensor& 
 torch::Tensor response_logprobs(model::Transformer& model, const torch::Tensor& input_ids,
                                 const torch::Tensor& attention_mask, const torch::Tensor& targets,
                                 int64_t prompt_length, double temperature, int64_t micro_batch,
-                                int64_t vocab_width, int64_t chunk_rows, kernels::Impl impl);
+                                int64_t vocab_width, int64_t chunk_rows, kernels::Impl impl,
+                                torch::ScalarType compute_dtype = torch::ScalarType::Undefined);
 
 // The log-probs of each prompt's own tokens at temperature 1: result[i][j] = log π(x_j | x_<j)
 // for j ≥ 1, result[i][0] = 0 (no context). Prompts are left-padded with `pad` per micro-batch.

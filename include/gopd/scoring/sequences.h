@@ -20,6 +20,8 @@ struct TrainingSequences {
   torch::Tensor targets;         // (B, T) int64: response tokens
   torch::Tensor mask;            // (B, T) fp32: 1 on response tokens
   int64_t prompt_length = 0;     // P: logits at P − 1 + t predict target t
+
+  TrainingSequences to(const torch::Device& device) const;  // every tensor on `device`
 };
 
 // Prompt + response pairs as one batch: prompts left-padded to the longest, responses
@@ -32,7 +34,7 @@ TrainingSequences sequences_from_rollout(const rollout::RolloutBatch& batch);
 
 // The head predicting the targets of rows [begin, end): the final hidden states of the response
 // positions only, (rows, T, H) with the gradient of `model` when grad mode is on (the prompt
-// positions never become logits), and the output matrix cut to `vocab_width` rows when > 0.
+// positions never become logits), on the model's device, and the output matrix cut to `vocab_width` rows when > 0.
 // `compute_dtype` Undefined = the weights' dtype; `chunk_rows` as in kernels::LogitHead.
 kernels::LogitHead target_head(model::Transformer model, const TrainingSequences& sequences,
                                int64_t begin, int64_t end, int64_t vocab_width,

@@ -84,26 +84,38 @@ class TeacherSet {
 // tokenizer. Every model's embedding width is recorded for vocabulary alignment.
 class FrozenModels {
  public:
+  // `default_device`: where a model goes whose device is "" (the student's).
   FrozenModels(const tokenizer::Tokenizer& tokenizer, std::string student_path,
-               int64_t student_rows);
-  std::shared_ptr<ModelScorer> reference(const std::string& key, const std::string& dtype);
-  std::shared_ptr<ModelScorer> teacher(const std::string& path, const std::string& dtype);
+               int64_t student_rows, std::string default_device = "cpu");
+  // `device`: a resolved device name ("cpu", "cuda:N") or "" for the default. A reference is
+  // loaded once, on the device of its first request.
+  std::shared_ptr<ModelScorer> reference(const std::string& key, const std::string& dtype,
+                                         const std::string& device = "");
+  std::shared_ptr<ModelScorer> teacher(const std::string& path, const std::string& dtype,
+                                       const std::string& device = "");
   // Cuts every model's logits to the shared vocabulary; returns that width (0 = all the same).
   int64_t align_vocabularies();
   // Every model's rows of logits per lm_head matmul (ModelScorer::set_chunk_rows).
   void set_chunk_rows(int64_t rows);
 
  private:
-  std::shared_ptr<ModelScorer> load(const std::string& path, const std::string& dtype);
+  std::shared_ptr<ModelScorer> load(const std::string& path, const std::string& dtype,
+                                    const std::string& device);
   const tokenizer::Tokenizer& tokenizer_;
   std::string student_path_;
+  std::string default_device_;
   std::map<std::string, int64_t> widths_;  // model path → embedding rows
   std::map<std::string, std::shared_ptr<ModelScorer>> references_;
   std::vector<std::shared_ptr<ModelScorer>> all_;
 };
 
-// The teachers of config.teachers with their λ (teacher's, else gopd.lambda) and references
-// (teacher's, else reference.path; none at λ = 1).
+// The device of the references: reference.device, else run.device, resolved (exit 2 when it
+// does not exist here).
+std::string reference_device(const core::Config& config);
+
+// The teachers of config.teachers with their λ (teacher's, else gopd.lambda), devices
+// (teacher's, else run.device) and references (teacher's, else reference.path; none at λ = 1;
+// on reference_device).
 TeacherSet load_teachers(const core::Config& config, FrozenModels& models);
 
 }  // namespace gopd::scoring

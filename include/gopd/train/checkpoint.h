@@ -29,10 +29,17 @@ struct CheckpointState {
 };
 
 // Writes `checkpoints_directory`/step_<state.step> (replacing one of that name) and returns its
-// path. `tokenizer_directory` is copied into the model directory.
+// path. `tokenizer_directory` is copied into the model directory. The model is saved in
+// `save_dtype` (Undefined = the weights' dtype); when that is not the weights' dtype, the
+// weights as trained also go to master/ (a model directory of its own, which loaders of the
+// checkpoint directory do not look into) so that a resumed run continues exactly.
 std::string save_checkpoint(const std::string& checkpoints_directory, const CheckpointState& state,
                             model::Transformer& model, const torch::optim::Optimizer& optimizer,
-                            const std::string& tokenizer_directory);
+                            const std::string& tokenizer_directory,
+                            torch::ScalarType save_dtype = torch::ScalarType::Undefined);
+
+// The directory a resumed run loads the student from: master/ when the checkpoint has one.
+std::string trained_weights_directory(const std::string& checkpoint_directory);
 
 // The complete checkpoint with the highest step under `checkpoints_directory`, "" if none.
 std::string latest_checkpoint(const std::string& checkpoints_directory);

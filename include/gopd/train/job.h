@@ -45,6 +45,11 @@ struct Job {
   data::PromptFormat format;
   int64_t pad_id = 0;  // the tokenizer's, 0 without one
 
+  torch::Device device{torch::kCPU};  // the student's (run.device), where the update runs
+  std::string device_name = "cpu";
+  bool mixed_precision = false;  // train.precision: bf16 autocast on the student's device
+  torch::ScalarType save_dtype = torch::ScalarType::Undefined;  // train.save_dtype; = weights'
+
   model::Transformer student{nullptr};  // trained, on the checkpoint's weights when resuming
   std::shared_ptr<scoring::ModelScorer>
       student_scores;  // the student as a Scorer: π_old, LENS policy scores

@@ -25,6 +25,11 @@ inline double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// GPU memory of a phase of the step: the allocator's peak since the last mark goes to
+// "perf/peak_gpu_mem_gb/<phase>" and raises "perf/peak_gpu_mem_gb", the step's peak; the count
+// starts again. Nothing on the CPU (perf/peak_rss_mb covers it).
+void mark_gpu_phase(const Job& job, const std::string& phase, nlohmann::json& line);
+
 struct StepContext {
   Job& job;
   Updater& updater;

@@ -54,6 +54,13 @@ class Updater {
   void update(int64_t step, const torch::Tensor& mask, const UpdateShape& shape,
               const MicroBatchLoss& loss_of, nlohmann::json& line);
 
+  // Mixed precision: each micro-batch's forward (the loss closure) runs under bf16 autocast on
+  // `device`; off by default.
+  void set_autocast(c10::DeviceType device, bool enabled) {
+    autocast_device_ = device;
+    autocast_ = enabled;
+  }
+
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   UpdateCounters& counters() { return counters_; }
 
@@ -68,6 +75,8 @@ class Updater {
   objective::LossAgg agg_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   UpdateCounters counters_;
+  c10::DeviceType autocast_device_ = c10::DeviceType::CPU;
+  bool autocast_ = false;
 };
 
 }  // namespace gopd::train
