@@ -56,6 +56,7 @@ struct TrainBenchOptions {
   int64_t rows = 1024;  // full-vocab objective: positions
   int64_t vocab = 32000;
   int64_t repeats = 3;
+  std::string attention = "auto";
 };
 
 void print(const nlohmann::json& line) { std::cout << line.dump() << std::endl; }
@@ -119,6 +120,7 @@ std::map<std::string, double> measure_steps(const fs::path& directory, const Tra
   config.rollout.max_new_tokens = options.max_new_tokens;
   config.optim.lr = 1e-4;
   config.optim.micro_batch_size = options.batch_prompts * options.n;
+  config.kernels.attention = options.attention;
   config.train.max_steps = options.steps + 1;
   config.resolve();
   config.validate();
@@ -268,6 +270,9 @@ BenchSubcommand add_bench_train(CLI::App* bench) {
   app->add_option("--rows", options->rows, "full-vocab objective: positions (multiple of 4)")->capture_default_str()->check(CLI::PositiveNumber);
   app->add_option("--vocab", options->vocab, "full-vocab objective: vocabulary size")->capture_default_str()->check(CLI::PositiveNumber);
   app->add_option("--repeats", options->repeats, "full-vocab objective: timed repetitions")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--attention", options->attention, "kernels.attention of the runs")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "sdpa", "explicit"}));
   return {app, [options] { run_train_bench(*options); }};
 }
 

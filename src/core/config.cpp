@@ -196,6 +196,7 @@ void EvalConfig::visit(ConfigVisitor& v) {
 
 void KernelsConfig::visit(ConfigVisitor& v) {
   v.field("impl", impl, StringRule::one_of({"fused", "reference"}));
+  v.field("attention", attention, StringRule::one_of({"auto", "sdpa", "explicit"}));
 }
 
 void Config::visit(ConfigVisitor& v) {

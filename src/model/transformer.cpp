@@ -114,6 +114,17 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   }
   const int64_t keys = k.size(2);
 
+  if (kernel == AttentionKernel::sdpa) {
+    // Key/value heads repeated to the query heads: the memory-efficient GPU kernel, the one
+    // that takes an arbitrary mask, has no grouped-query mode. `allowed` (B, 1, 1, T, S) lets
+    // each padding query see at least itself (run_layers), so no row is fully masked.
+    const torch::Tensor k_full = groups > 1 ? k.repeat_interleave(groups, 1) : k;  // (B, Hq, S, D)
+    const torch::Tensor v_full = groups > 1 ? v.repeat_interleave(groups, 1) : v;
+    const torch::Tensor context = at::scaled_dot_product_attention(
+        q, k_full, v_full, allowed.squeeze(2), 0.0, false);  // (B, Hq, T, D)
+    return o_proj(context.transpose(1, 2).reshape({batch, steps, heads_ * head_dim_}));
+  }
+
   // Grouped-query attention without repeating k/v: the G query heads that share a kv head
   // are stacked along the query axis, so each (batch, kv head) is one plain matmul against
   // the cache view (no broadcast, hence no copy of the cached keys and values).
@@ -205,6 +216,17 @@ TransformerImpl::TransformerImpl(ModelConfig config) : config_(std::move(config)
   inv_freq_ = rope_inverse_frequencies(config_);
 }
 
+AttentionKernel parse_attention_kernel(const std::string& name) {
+  if (name == "explicit") return AttentionKernel::explicit_softmax;
+  if (name == "sdpa") return AttentionKernel::sdpa;
+  throw std::invalid_argument("attention kernel: expected explicit or sdpa, got '" + name + "'");
+}
+
+void TransformerImpl::set_attention(AttentionKernel kernel) {
+  attention_ = kernel;
+  for (const auto& layer : *model->layers) layer->as<DecoderLayer>()->self_attn->kernel = kernel;
+}
+
 torch::Tensor TransformerImpl::output_weight() {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
@@ -266,8 +288,17 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& input_ids,
   const auto index_options = torch::TensorOptions().dtype(torch::kLong).device(input_ids.device());
   const torch::Tensor causal = torch::arange(keys, index_options).unsqueeze(0) <=
                                torch::arange(past, keys, index_options).unsqueeze(1);  // (T, S)
-  const torch::Tensor allowed =
+  torch::Tensor allowed =
       causal.view({1, 1, 1, steps, keys}) & key_mask.view({batch, 1, 1, 1, keys});  // (B,1,1,T,S)
+  if (attention_ == AttentionKernel::sdpa) {
+    // A query with no visible key (left padding) may see its own position: fused kernels
+    // return NaN or 0 for a fully masked row, and a NaN would reach the real rows through
+    // 0 · NaN in the next layer's weighted sum.
+    const torch::Tensor own = torch::arange(keys, index_options).unsqueeze(0) ==
+                              torch::arange(past, keys, index_options).unsqueeze(1);  // (T, S)
+    const torch::Tensor blind = allowed.any(-1, /*keepdim=*/true).logical_not();       // (B,1,1,T,1)
+    allowed = allowed | (blind & own.view({1, 1, 1, steps, keys}));
+  }
   torch::Tensor x = model->embed_tokens(input_ids);                                 // (B, T, H)
   const bool recompute = activation_checkpointing_ && cache == nullptr && torch::GradMode::is_enabled();
   for (int64_t layer = 0; layer < static_cast<int64_t>(model->layers->size()); ++layer) {

@@ -140,6 +140,10 @@ std::string reference_device(const core::Config& config) {
       config.reference.device.empty() ? "run.device" : "reference.device");
 }
 
+void FrozenModels::set_attention(model::AttentionKernel kernel) {
+  for (const auto& model : all_) model->set_attention(kernel);
+}
+
 TeacherSet load_teachers(const core::Config& config, FrozenModels& models) {
   TeacherSet set;
   const double shared_lambda = config.gopd.lambda.value_or(1.0);

@@ -111,6 +111,11 @@ void load_scorers(const core::Config& config, Job& job) {
   job.student_scores->set_vocab_width(job.vocab_width);
   job.head_chunk_rows = config.train.lm_head_chunk_tokens;
   job.frozen->set_chunk_rows(job.head_chunk_rows);
+  const std::string attention = config.kernels.attention == "auto"
+                                    ? (job.device.is_cuda() ? "sdpa" : "explicit")
+                                    : config.kernels.attention;
+  job.student->set_attention(model::parse_attention_kernel(attention));
+  job.frozen->set_attention(model::parse_attention_kernel(attention));
   job.student_scores->set_chunk_rows(job.head_chunk_rows);
 }
 

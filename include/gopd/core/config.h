@@ -194,6 +194,10 @@ struct EvalConfig {
 
 struct KernelsConfig {
   std::string impl = "fused";  // fused | reference
+  // Attention of every model: sdpa (at::scaled_dot_product_attention: flash / memory-efficient
+  // kernels) | explicit (scores and softmax as plain tensors, the reference) | auto = sdpa on
+  // a GPU, explicit on the CPU.
+  std::string attention = "auto";
   void visit(ConfigVisitor& visitor);
 };
 

@@ -44,9 +44,19 @@ class RMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
+// How attention is computed. explicit_softmax: scores, fp32 softmax and the weighted sum as
+// plain tensors (transformers' eager path; the reference). sdpa: at::scaled_dot_product_attention,
+// which picks the fused kernels (flash / memory-efficient on a GPU, the flash CPU kernel) and
+// never holds the (T × S) probabilities per head. Equal on every real position; padding query
+// rows (which no real position reads) differ: eager spreads them uniformly, sdpa lets them see
+// themselves.
+enum class AttentionKernel { explicit_softmax, sdpa };
+AttentionKernel parse_attention_kernel(const std::string& name);  // "explicit" | "sdpa"
+
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& config);
+  AttentionKernel kernel = AttentionKernel::explicit_softmax;
   // x (B, T, H); cos/sin (B, T, D) fp32; allowed (B, 1, 1, T, S) bool, S = past + T: which
   // keys each query may attend to. When `cache` is given, the new keys/values are written at
   // [past, past + T) of layer `layer`'s cache.
@@ -117,6 +127,9 @@ class TransformerImpl : public torch::nn::Module {
   // Activation checkpointing: with gradients on, each decoder layer keeps only its input in
   // forward and runs again in backward (forward/hidden_states only, never the KV cache).
   void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  // The attention of every layer (training, scoring, prefill and decode alike).
+  void set_attention(AttentionKernel kernel);
+  AttentionKernel attention() const { return attention_; }
   bool activation_checkpointing() const { return activation_checkpointing_; }
   const ModelConfig& config() const { return config_; }
 
@@ -129,6 +142,7 @@ class TransformerImpl : public torch::nn::Module {
 
   ModelConfig config_;
   bool activation_checkpointing_ = false;
+  AttentionKernel attention_ = AttentionKernel::explicit_softmax;
   torch::Tensor inv_freq_;  // (D/2) fp32, after rope scaling; kept fp32 whatever the model dtype
 };
 TORCH_MODULE(Transformer);

@@ -56,6 +56,7 @@ class ModelScorer : public Scorer {
   // Every pass under bf16 autocast on the model's device with bf16 logits, as the student's
   // update forward computes them (train.precision: bf16), so π_old matches π_θ at θ = θ_old.
   void set_autocast(bool on) { autocast_ = on; }
+  void set_attention(model::AttentionKernel kernel) { model_->set_attention(kernel); }
   int64_t embedding_rows() const { return model_->config().vocab_size; }
 
  private:

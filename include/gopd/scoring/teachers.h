@@ -97,6 +97,7 @@ class FrozenModels {
   int64_t align_vocabularies();
   // Every model's rows of logits per lm_head matmul (ModelScorer::set_chunk_rows).
   void set_chunk_rows(int64_t rows);
+  void set_attention(model::AttentionKernel kernel);
 
  private:
   std::shared_ptr<ModelScorer> load(const std::string& path, const std::string& dtype,
