@@ -57,9 +57,50 @@ struct TrainBenchOptions {
   int64_t vocab = 32000;
   int64_t repeats = 3;
   std::string attention = "auto";
+  // The GPU form (issue 16): real model shapes on run.device, ExOPD steps only (λ = 1.25).
+  std::string device = "cpu";
+  std::string shape = "tiny";  // tiny | qwen3-0.6b | qwen3-1.7b | qwen3-4b
+  std::string precision = "auto";
+  int64_t warmup = 1;                 // steps run before the measured ones
+  int64_t micro_batch_tokens = 0;     // optim.micro_batch_tokens (0 = one micro-batch)
+  bool activation_checkpointing = false;
+  double peak_tflops = 989.0;  // dense bf16 peak of the GPU (H100 / H200 SXM) for the MFU
+  std::string keep;            // keep the built models and data here (for the transformers run)
+  bool skip_objective = false;  // skip the full-vocab objective measurement
 };
 
+// A Qwen3 shape by name; vocab 151,936 and head_dim 128 as the released configs.
+model::ModelConfig shape_config(const std::string& shape, int64_t tokenizer_vocab,
+                                const TrainBenchOptions& options) {
+  if (shape == "tiny") {
+    return model::model_config_for("qwen3", tokenizer_vocab, options.hidden, options.layers, 4, 2,
+                                   3 * options.hidden);
+  }
+  struct Shape {
+    int64_t hidden, layers, heads, kv_heads, intermediate;
+  };
+  const std::map<std::string, Shape> shapes = {{"qwen3-0.6b", {1024, 28, 16, 8, 3072}},
+                                               {"qwen3-1.7b", {2048, 28, 16, 8, 6144}},
+                                               {"qwen3-4b", {2560, 36, 32, 8, 9728}}};
+  const Shape& s = shapes.at(shape);
+  model::ModelConfig config =
+      model::model_config_for("qwen3", 151936, s.hidden, s.layers, s.heads, s.kv_heads, s.intermediate);
+  config.head_dim = 128;
+  config.rope_theta = 1000000.0;
+  config.max_position_embeddings = 40960;
+  return config;
+}
+
 void print(const nlohmann::json& line) { std::cout << line.dump() << std::endl; }
+
+// Parameters of a decoder of `config` (tied embeddings counted once; norms included).
+int64_t parameter_count(const model::ModelConfig& c) {
+  const int64_t attention = c.hidden_size * c.head_dim * (2 * c.num_attention_heads + 2 * c.num_key_value_heads);
+  const int64_t mlp = 3 * c.hidden_size * c.intermediate_size;
+  const int64_t norms = 2 * c.hidden_size + (c.qk_norm ? 2 * c.head_dim : 0);
+  const int64_t embeddings = c.vocab_size * c.hidden_size * (c.tie_word_embeddings ? 1 : 2);
+  return c.num_hidden_layers * (attention + mlp + norms) + embeddings + c.hidden_size;
+}
 
 double round2(double value) { return std::round(value * 100.0) / 100.0; }
 
@@ -72,7 +113,12 @@ void build_inputs(const fs::path& directory, const TrainBenchOptions& options, s
   task.difficulty = 2;
   task.seed = 1;
   std::vector<nlohmann::json> lines;
-  for (const data::Record& record : data::generate_task(task)) lines.push_back(data::to_json(record));
+  for (data::Record record : data::generate_task(task)) {
+    // Real shapes sample among 151,936 ids that the small tokenizer cannot decode: without an
+    // answer nothing decodes a response (distillation verifies only records with answers).
+    if (options.shape != "tiny") record.answer.clear();
+    lines.push_back(data::to_json(record));
+  }
   data = (directory / "train.jsonl").string();
   data::write_jsonl(data, lines);
   tokenizer::TrainTokenizerOptions tokenizer_options;
@@ -82,8 +128,7 @@ void build_inputs(const fs::path& directory, const TrainBenchOptions& options, s
   tokenizer::train_tokenizer(tokenizer_options);
   const tokenizer::LoadedTokenizer loaded = tokenizer::load_tokenizer(tokenizer_options.out);
   for (const std::string name : {"student", "teacher"}) {
-    model::ModelConfig config = model::model_config_for("qwen3", loaded.tokenizer->vocab_size(), options.hidden,
-                                                        options.layers, 4, 2, 3 * options.hidden);
+    model::ModelConfig config = shape_config(options.shape, loaded.tokenizer->vocab_size(), options);
     config.bos_token_id = loaded.info.bos_id;
     config.pad_token_id = loaded.info.pad_id;
     config.eos_token_ids = loaded.info.stop_ids;
@@ -91,7 +136,9 @@ void build_inputs(const fs::path& directory, const TrainBenchOptions& options, s
     torch::manual_seed(name == "student" ? 1 : 2);
     model::Transformer transformer(config);
     model::initialize_weights(transformer);
-    model::save_model(transformer, (directory / name).string(), tokenizer_options.out);
+    // Real shapes are saved in bf16 (half the disk; the student still trains fp32 weights).
+    model::save_model(transformer, (directory / name).string(), tokenizer_options.out, 5'000'000'000,
+                      options.shape == "tiny" ? torch::ScalarType::Undefined : torch::kBFloat16);
   }
   student = (directory / "student").string();
   teacher = (directory / "teacher").string();
@@ -110,9 +157,13 @@ std::map<std::string, double> measure_steps(const fs::path& directory, const Tra
   config.student.path = student;
   core::TeacherConfig teacher_config;
   teacher_config.path = teacher;
-  teacher_config.dtype = "float32";
+  teacher_config.dtype = options.device == "cpu" ? "float32" : "auto";
   config.teachers["math"] = teacher_config;
-  config.reference.dtype = "float32";
+  config.reference.dtype = options.device == "cpu" ? "float32" : "auto";
+  config.run.device = options.device;
+  config.train.precision = options.precision;
+  config.train.activation_checkpointing = options.activation_checkpointing;
+  config.optim.micro_batch_tokens = options.micro_batch_tokens;
   config.gopd.lambda = lambda;
   config.data.train_file = data;
   config.rollout.batch_prompts = options.batch_prompts;
@@ -121,7 +172,7 @@ std::map<std::string, double> measure_steps(const fs::path& directory, const Tra
   config.optim.lr = 1e-4;
   config.optim.micro_batch_size = options.batch_prompts * options.n;
   config.kernels.attention = options.attention;
-  config.train.max_steps = options.steps + 1;
+  config.train.max_steps = options.steps + options.warmup;
   config.resolve();
   config.validate();
   const train::TrainSummary summary = train::run_training(config);
@@ -130,10 +181,12 @@ std::map<std::string, double> measure_steps(const fs::path& directory, const Tra
   std::ifstream metrics(summary.run_directory + "/metrics.jsonl");
   for (std::string text; std::getline(metrics, text);) {
     const nlohmann::json line = nlohmann::json::parse(text);
-    if (line.value("step", 0) < 2) continue;  // warm-up
+    if (line.value("step", 0) <= options.warmup) continue;
     ++counted;
     for (const auto& [key, value] : line.items()) {
-      if (key.rfind("perf/", 0) == 0 || key == "rollout/response_length_mean") sums[key] += value.get<double>();
+      if (key.rfind("perf/", 0) == 0 || key == "rollout/response_length_mean") {
+        sums[key] += value.get<double>();
+      }
     }
   }
   for (auto& [key, value] : sums) value /= double(std::max<int64_t>(counted, 1));
@@ -194,7 +247,9 @@ void run_train_bench(const TrainBenchOptions& options) {
   std::string data = options.data;
   if (student.empty() || teacher.empty() || data.empty()) {
     std::string built_student, built_teacher, built_data;
-    build_inputs(directory, options, built_student, built_teacher, built_data);
+    const fs::path inputs = options.keep.empty() ? directory : fs::path(options.keep);
+    fs::create_directories(inputs);
+    build_inputs(inputs, options, built_student, built_teacher, built_data);
     if (student.empty()) student = built_student;
     if (teacher.empty()) teacher = built_teacher;
     if (data.empty()) data = built_data;
@@ -202,7 +257,9 @@ void run_train_bench(const TrainBenchOptions& options) {
   const auto previous_level = spdlog::get_level();
   spdlog::set_level(spdlog::level::warn);  // the runs' step lines would interleave with the JSON
   std::map<double, std::map<std::string, double>> by_lambda;
-  for (const double lambda : {1.25, 1.0}) {
+  const std::vector<double> lambdas =
+      options.shape == "tiny" ? std::vector<double>{1.25, 1.0} : std::vector<double>{1.25};
+  for (const double lambda : lambdas) {
     by_lambda[lambda] = measure_steps(directory, options, student, teacher, data, lambda);
     const auto& perf = by_lambda[lambda];
     nlohmann::json line = {{"bench", "train_step"},
@@ -211,7 +268,11 @@ void run_train_bench(const TrainBenchOptions& options) {
                            {"reference_pass", lambda != 1.0},
                            {"sequences", options.batch_prompts * options.n},
                            {"steps", options.steps},
-                           {"threads", core::current_threads()}};
+                           {"threads", core::current_threads()},
+                           {"device", options.device},
+                           {"shape", options.shape},
+                           {"precision", options.precision},
+                           {"activation_checkpointing", options.activation_checkpointing}};
     for (const auto& [key, value] : perf) {
       const std::string name = key.substr(key.find('/') + 1);
       if (name.size() > 2 && name.compare(name.size() - 2, 2, "_s") == 0 && name.find("per_s") == std::string::npos) {
@@ -220,7 +281,28 @@ void run_train_bench(const TrainBenchOptions& options) {
         line[name] = round2(value);
       }
     }
+    if (options.device != "cpu") {
+      // Model FLOPs utilisation of the update: 6 FLOPs per parameter per trained token plus
+      // causal attention (6 · layers · heads · head_dim · context per token, forward and
+      // backward), recomputation not counted; over the GPU's dense bf16 peak.
+      const model::ModelConfig config = shape_config(options.shape, 512, options);
+      const double context = perf.count("rollout/response_length_mean")
+                                 ? perf.at("rollout/response_length_mean")
+                                 : double(options.max_new_tokens);
+      const double flops_per_token =
+          6.0 * double(parameter_count(config)) +
+          6.0 * double(config.num_hidden_layers * config.num_attention_heads * config.head_dim) *
+              context;
+      const double tokens_per_s = perf.count("perf/update_tokens_per_s") ? perf.at("perf/update_tokens_per_s") : 0;
+      line["parameters"] = parameter_count(config);
+      line["update_mfu"] = round2(100.0 * flops_per_token * tokens_per_s / (options.peak_tflops * 1e12)) / 100.0;
+      line["peak_tflops"] = options.peak_tflops;
+    }
     print(line);
+  }
+  if (options.shape != "tiny") {
+    spdlog::set_level(previous_level);
+    return;
   }
   const double with_reference = by_lambda[1.25]["perf/scoring_s"];
   const double skipped = by_lambda[1.0]["perf/scoring_s"];
@@ -233,6 +315,7 @@ void run_train_bench(const TrainBenchOptions& options) {
          {"step_ms_baseline", round2(by_lambda[1.25]["perf/step_s"] * 1000.0)}});
   spdlog::set_level(previous_level);
 
+  if (options.skip_objective) return;
   core::CpuMemoryTracker tracker;
   const ObjectiveMeasurement fused = measure_full_vocab(kernels::Impl::fused, options, tracker);
   const ObjectiveMeasurement reference = measure_full_vocab(kernels::Impl::reference, options, tracker);
@@ -270,6 +353,19 @@ BenchSubcommand add_bench_train(CLI::App* bench) {
   app->add_option("--rows", options->rows, "full-vocab objective: positions (multiple of 4)")->capture_default_str()->check(CLI::PositiveNumber);
   app->add_option("--vocab", options->vocab, "full-vocab objective: vocabulary size")->capture_default_str()->check(CLI::PositiveNumber);
   app->add_option("--repeats", options->repeats, "full-vocab objective: timed repetitions")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--device", options->device, "run.device of the runs (cpu, cuda, cuda:N)")->capture_default_str();
+  app->add_option("--shape", options->shape, "built models: tiny (--hidden/--layers) or a Qwen3 shape (vocab 151,936; ExOPD step only)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"tiny", "qwen3-0.6b", "qwen3-1.7b", "qwen3-4b"}));
+  app->add_option("--precision", options->precision, "train.precision")->capture_default_str()->check(CLI::IsMember({"auto", "bf16", "fp32"}));
+  app->add_option("--warmup", options->warmup, "steps before the measured ones")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app->add_option("--micro-batch-tokens", options->micro_batch_tokens, "optim.micro_batch_tokens (0 = one micro-batch)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app->add_flag("--activation-checkpointing", options->activation_checkpointing, "train.activation_checkpointing");
+  app->add_option("--peak-tflops", options->peak_tflops, "the GPU's dense bf16 peak, for the update MFU")->capture_default_str();
+  app->add_option("--keep", options->keep, "build the models and data in this directory and keep them");
+  app->add_flag("--skip-objective", options->skip_objective, "skip the full-vocab objective measurement");
   app->add_option("--attention", options->attention, "kernels.attention of the runs")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "sdpa", "explicit"}));
