@@ -15,7 +15,15 @@
 #
 # What it runs: nvidia-smi; `gopd --version` (LibTorch, CUDA, kernel archs, devices); the CUDA
 # kernel parity test (gopd's kernels against their CPU reference); cuda_ops_bench (the four
-# fused ops through the LibTorch dispatch on CUDA tensors against their CPU results, with GB/s).
+# fused ops through the LibTorch dispatch on CUDA tensors against their CPU results, with GB/s);
+# training parity: the same tiny jobs (sft, gopd sampled-token and full-vocab, grpo, lens; fixed
+# seeds) on cuda vs cpu, losses per step within the stated tolerance (fp32 1e-3 relative, bf16
+# autocast 5e-2); `gopd bench train --device cuda` on a Qwen3-0.6B-shaped ExOPD step with
+# 1k-token responses (rollout / scoring / update tokens/s, update MFU, peak GPU memory per
+# phase) and transformers' `generate` on the same model, batch and lengths (the rollout baseline).
+#   scripts/gpu_check.sh --full   adds the 1.7B-shaped step and the 4B-shaped ExOPD step with
+#                                 8k-token responses (activation checkpointing, 16k-token
+#                                 micro-batches): does it fit, at what peak memory (~6 min)
 # Device call, e.g.: carry [".gpu_bundle"], command "bash scripts/gpu_check.sh", timeout 600.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,7 +62,9 @@ if [[ ${1:-} == --bundle ]]; then
   (( size < 48 * 1024 * 1024 )) || die "the bundle is over 48 MiB: it and the repository must fit the device tool's 64 MiB"
   exit 0
 fi
-[[ $# -eq 0 ]] || die "usage: gpu_check.sh [--bundle [BUILD_DIR]]"
+full=0
+if [[ ${1:-} == --full ]]; then full=1; shift; fi
+[[ $# -eq 0 ]] || die "usage: gpu_check.sh [--full] | --bundle [BUILD_DIR]"
 
 # ---- on the GPU machine ----
 status=0
@@ -95,6 +105,96 @@ check nvidia-smi nvidia-smi --query-gpu=name,memory.total,driver_version,compute
 check version "$run_dir/bin/gopd" --version
 check cuda-kernel-parity "$run_dir/bin/gopd_cuda_kernel_test"
 check cuda-fused-ops "$run_dir/bench/cuda_ops_bench"
+
+# ---- training on the GPU ----
+# GPU_CHECK_DEVICE=cpu GPU_CHECK_SKIP_BENCH=1 runs this half on the CPU: a dry run of the script.
+device_under_test=${GPU_CHECK_DEVICE:-cuda}
+work=$(mktemp -d)
+gopd=$run_dir/bin/gopd
+# Tiny models and arith data (built on the CPU), then the same jobs on cpu and cuda.
+check tiny-inputs timeout 120 "$gopd" bench train --keep "$work/tiny" --steps 1 --warmup 0 --skip-objective \
+  --batch-prompts 2 --max-new-tokens 8
+cat > "$work/job.yaml" <<YAML
+algorithm: gopd
+run: {output_dir: $work/runs, seed: 7, threads: 4}
+student: {path: $work/tiny/student}
+teachers: {math: {path: $work/tiny/teacher, dtype: float32}}
+reference: {dtype: float32}
+data: {train_file: $work/tiny/train.jsonl, shuffle: false}
+rollout: {batch_prompts: 8, n: 2, max_new_tokens: 24}
+optim: {lr: 1.0e-3, micro_batch_size: 8}
+train: {max_steps: 3}
+YAML
+parity() {  # parity NAME STEPS SETTINGS...: cpu fp32 vs cuda fp32 vs cuda bf16 of one job
+  local name=$1 steps=$2
+  shift 2
+  for variant in cpu cuda cuda-bf16; do
+    local device=$device_under_test precision=fp32
+    [[ $variant == cpu ]] && device=cpu
+    [[ $variant == cuda-bf16 ]] && precision=bf16
+    timeout 300 "$gopd" train "$work/job.yaml" --set run.name="$name-$variant" --set train.max_steps="$steps" \
+      --set run.device=$device --set train.precision=$precision "$@" > "$work/$name-$variant.log" 2>&1 ||
+      { echo "$name $variant failed:"; tail -5 "$work/$name-$variant.log"; return 1; }
+  done
+  "$python" - "$work/runs" "$name" <<'PY'
+import json, math, sys
+runs, name = sys.argv[1], sys.argv[2]
+KEYS = ("loss/sft", "loss/gopd_kl", "loss/policy", "optim/grad_norm", "rollout/entropy")
+def lines(variant):
+    return [json.loads(l) for l in open(f"{runs}/{name}-{variant}/metrics.jsonl")]
+ok = True
+for cpu, gpu, bf16 in zip(lines("cpu"), lines("cuda"), lines("cuda-bf16")):
+    keys = [k for k in KEYS if k in cpu]
+    # fp32 on the GPU: the CPU's numbers (same samples: the logits agree to the last bits).
+    fp32_ok = all(abs(cpu[k] - gpu[k]) <= 1e-3 * max(1.0, abs(cpu[k])) for k in keys)
+    if "rollout/entropy" in cpu:
+        # bf16 autocast samples other tokens than fp32, so its losses are not comparable; the
+        # sampler and the trainer must agree with each other (importance weight 1) instead.
+        # (The vocabulary objectives have no importance weight: finite numbers then.)
+        weight = bf16.get("actor/importance_weight_mean", 1.0)
+        bf16_ok = abs(weight - 1.0) <= 2e-2 and all(math.isfinite(bf16[k]) for k in keys)
+    else:
+        bf16_ok = all(abs(cpu[k] - bf16[k]) <= 5e-2 * max(1.0, abs(cpu[k])) for k in keys)
+    ok &= fp32_ok and bf16_ok
+    print(json.dumps({"check": "cuda_vs_cpu", "job": name, "step": cpu["step"],
+                      "cpu": {k: cpu[k] for k in keys}, "cuda_fp32": {k: gpu[k] for k in keys},
+                      "cuda_bf16": {k: bf16[k] for k in keys},
+                      "bf16_importance_weight_mean": bf16.get("actor/importance_weight_mean"),
+                      "fp32_within_1e-3": fp32_ok, "bf16_ok": bf16_ok,
+                      "peak_gpu_mem_gb": gpu.get("perf/peak_gpu_mem_gb"),
+                      "peak_gpu_mem_gb_bf16": bf16.get("perf/peak_gpu_mem_gb")}))
+sys.exit(0 if ok else 1)
+PY
+}
+# Sampling jobs compare their first step (a later step may sample differently after a logit
+# differs in the last bit); sft has no sampling and compares three.
+check parity-sft parity sft 3 --set algorithm=sft
+check parity-gopd-sampled parity gopd 1
+check parity-gopd-full-vocab parity gopd-fv 1 --set gopd.objective=full_vocab --set train.lm_head_chunk_tokens=16
+check parity-grpo parity grpo 1 --set algorithm=grpo --set grpo.kl_beta=0.05
+check parity-lens parity lens 1 --set algorithm=lens
+check parity-activation-checkpointing parity ckpt 1 --set train.activation_checkpointing=true
+
+# ExOPD steps of real shapes (random weights, vocab 151,936) and the transformers baseline.
+bench_shape() {  # bench_shape SHAPE PROMPTS TOKENS [extra bench options]
+  local shape=$1 prompts=$2 tokens=$3
+  shift 3
+  timeout 540 "$gopd" bench train --device "$device_under_test" --shape "$shape" --batch-prompts "$prompts" --n 1 \
+    --max-new-tokens "$tokens" --steps 1 --warmup 1 --skip-objective --keep "$work/$shape" "$@"
+}
+if [[ -n ${GPU_CHECK_SKIP_BENCH:-} ]]; then full=0; else
+check bench-qwen3-0.6b bench_shape qwen3-0.6b 64 1024 --micro-batch-tokens 32768
+check hf-generate-qwen3-0.6b timeout 300 "$python" "$root/scripts/hf_generate_bench.py" --model "$work/qwen3-0.6b/student" \
+  --sequences 64 --prompt-tokens 40 --max-new-tokens 1024
+fi
+if [[ $full -eq 1 ]]; then
+  rm -rf "$work/qwen3-0.6b"
+  check bench-qwen3-1.7b bench_shape qwen3-1.7b 32 2048 --micro-batch-tokens 32768
+  rm -rf "$work/qwen3-1.7b"
+  check bench-qwen3-4b-8k bench_shape qwen3-4b 8 8192 --warmup 0 --activation-checkpointing --micro-batch-tokens 16384
+fi
+rm -rf "$work"
+
 # Without a visible GPU both programs report "skipped": on a GPU machine that is a failure.
 if [[ $status -eq 0 ]] && ! "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   echo "gpu_check: this machine's PyTorch sees no CUDA device"
