@@ -112,6 +112,168 @@ torch::Tensor vocabulary_logits(const torch::Tensor& logits, const GenerationPar
   return logits.narrow(-1, 0, params.vocab_limit);
 }
 
+// The decoding part of a continuous rollout: the cache rows, key mask and next position of each
+// live sample, the logits its next token is drawn from, and which sample each row is.
+struct LiveBatch {
+  model::KVCache cache;         // per layer (A, Hkv, capacity, D)
+  torch::Tensor key_mask;       // (A, capacity) bool, CPU: the row's real cache positions
+  torch::Tensor next_position;  // (A) int64, CPU
+  torch::Tensor logits;         // (A, V) on the model's device
+  std::vector<int64_t> rows;    // sample index (prompt * n + j) of each cache row
+};
+
+// Prefills the prompts of samples `rows` (each distinct prompt once, left-padded to the widest)
+// and gives each sample its prompt's cache rows and last logits; capacity = the prompt width.
+LiveBatch prefill_samples(model::Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
+                          const std::vector<int64_t>& rows, const GenerationParams& params,
+                          torch::Device device, torch::Dtype dtype) {
+  std::vector<int64_t> distinct;  // prompt indices, in order of first appearance
+  std::vector<int64_t> row_prompt;
+  for (const int64_t row : rows) {
+    const int64_t prompt = row / params.n;
+    if (distinct.empty() || distinct.back() != prompt) distinct.push_back(prompt);
+    row_prompt.push_back(static_cast<int64_t>(distinct.size()) - 1);
+  }
+  const int64_t count = static_cast<int64_t>(distinct.size());
+  int64_t width = 0;
+  for (const int64_t i : distinct) width = std::max<int64_t>(width, prompts[size_t(i)].size());
+  torch::Tensor ids = torch::full({count, width}, params.pad_id, torch::kLong);
+  torch::Tensor mask = torch::zeros({count, width}, torch::kBool);
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& prompt = prompts[size_t(distinct[size_t(i)])];
+    const int64_t length = static_cast<int64_t>(prompt.size());
+    ids[i].narrow(0, width - length, length).copy_(torch::tensor(prompt, torch::kLong));
+    mask[i].narrow(0, width - length, length).fill_(true);
+  }
+  LiveBatch batch;
+  batch.cache = model::KVCache::allocate(model->config(), count, width, dtype, device);
+  const torch::Tensor positions = (mask.to(torch::kLong).cumsum(1) - 1).clamp_min(0);
+  const int64_t chunk = params.prefill_chunk > 0 ? params.prefill_chunk : width;
+  for (int64_t start = 0; start < width; start += chunk) {
+    const int64_t size = std::min(chunk, width - start);
+    batch.logits = model
+                       ->forward_cached(ids.narrow(1, start, size).to(device),
+                                        positions.narrow(1, start, size).to(device),
+                                        mask.narrow(1, 0, start + size).to(device), batch.cache)
+                       .select(1, size - 1);
+  }
+  const torch::Tensor index = torch::tensor(row_prompt, torch::kLong);
+  batch.cache.select_rows(index.to(device));
+  batch.logits = batch.logits.index_select(0, index.to(device));
+  batch.key_mask = mask.index_select(0, index);
+  batch.next_position = mask.to(torch::kLong).sum(1).index_select(0, index);
+  batch.rows = rows;
+  return batch;
+}
+
+// `incoming` joins `live` in one cache: positions no live row uses any more are dropped from the
+// front, both parts end at the same cache position (left-padded), and the capacity leaves room
+// for `max_new_tokens` more. Positions are the rows' own (rotary embeddings use position ids,
+// not cache slots), so moving a row along the cache does not change what it computes.
+void merge_samples(LiveBatch& live, LiveBatch incoming, int64_t max_new_tokens,
+                   const model::ModelConfig& config, torch::Device device, torch::Dtype dtype) {
+  const int64_t live_rows = static_cast<int64_t>(live.rows.size());
+  const int64_t new_rows = static_cast<int64_t>(incoming.rows.size());
+  const int64_t length = live_rows > 0 ? live.cache.length : 0;
+  int64_t first = length;  // the first cache position a live row still reads
+  if (live_rows > 0) {
+    first = live.key_mask.narrow(1, 0, length).to(torch::kLong).argmax(1).min().item<int64_t>();
+  }
+  const int64_t kept = length - first;
+  const int64_t width = incoming.cache.length;
+  const int64_t end = std::max(kept, width);
+  model::KVCache merged =
+      model::KVCache::allocate(config, live_rows + new_rows, end + max_new_tokens, dtype, device);
+  for (size_t layer = 0; layer < merged.keys.size(); ++layer) {
+    for (auto [target, source] : {std::pair{&merged.keys, &live.cache.keys},
+                                  std::pair{&merged.values, &live.cache.values}}) {
+      if (live_rows > 0) {
+        (*target)[layer].narrow(0, 0, live_rows).narrow(2, end - kept, kept)
+            .copy_((*source)[layer].narrow(2, first, kept));
+      }
+    }
+    merged.keys[layer].narrow(0, live_rows, new_rows).narrow(2, end - width, width)
+        .copy_(incoming.cache.keys[layer].narrow(2, 0, width));
+    merged.values[layer].narrow(0, live_rows, new_rows).narrow(2, end - width, width)
+        .copy_(incoming.cache.values[layer].narrow(2, 0, width));
+  }
+  merged.length = end;
+  torch::Tensor key_mask = torch::zeros({live_rows + new_rows, end + max_new_tokens}, torch::kBool);
+  if (live_rows > 0) {
+    key_mask.narrow(0, 0, live_rows).narrow(1, end - kept, kept)
+        .copy_(live.key_mask.narrow(1, first, kept));
+  }
+  key_mask.narrow(0, live_rows, new_rows).narrow(1, end - width, width)
+      .copy_(incoming.key_mask.narrow(1, 0, width));
+  live.cache = std::move(merged);
+  live.key_mask = key_mask;
+  live.next_position = live_rows > 0 ? torch::cat({live.next_position, incoming.next_position})
+                                     : incoming.next_position;
+  live.logits = live_rows > 0 ? torch::cat({live.logits, incoming.logits}) : incoming.logits;
+  live.rows.insert(live.rows.end(), incoming.rows.begin(), incoming.rows.end());
+}
+
+// generate() with at most params.max_active_rows samples decoding at once (see the header).
+RolloutBatch generate_continuous(model::Transformer& model,
+                                 const std::vector<std::vector<int64_t>>& prompts,
+                                 const GenerationParams& params, const StopChecker& stop_checker,
+                                 torch::Device device, torch::Dtype dtype) {
+  const int64_t rows = static_cast<int64_t>(prompts.size()) * params.n;
+  const int64_t slots = params.max_active_rows;
+  // Refill once a few slots are free rather than after every finished sample: each refill
+  // prefills and copies the cache once.
+  const int64_t refill_at = std::max<int64_t>(1, slots / 8);
+  std::vector<core::Rng> generators = make_generators(static_cast<int64_t>(prompts.size()), params);
+  std::vector<SequenceState> states(static_cast<size_t>(rows));
+  LiveBatch live;
+  int64_t next_waiting = 0;
+  while (true) {
+    const int64_t free = slots - static_cast<int64_t>(live.rows.size());
+    if (next_waiting < rows && free > 0 && (free >= refill_at || live.rows.empty())) {
+      std::vector<int64_t> admitted;
+      for (int64_t r = next_waiting; r < std::min(rows, next_waiting + free); ++r) admitted.push_back(r);
+      next_waiting += static_cast<int64_t>(admitted.size());
+      merge_samples(live, prefill_samples(model, prompts, admitted, params, device, dtype),
+                    params.max_new_tokens, model->config(), device, dtype);
+    }
+    if (live.rows.empty()) break;
+    std::vector<core::Rng*> row_generators;
+    for (const int64_t row : live.rows) row_generators.push_back(&generators[static_cast<size_t>(row)]);
+    const Sample sample =
+        sample_tokens(vocabulary_logits(live.logits, params), params.sampling, row_generators);
+    const torch::Tensor tokens = sample.tokens.to(torch::kCPU);
+    const torch::Tensor logprobs = sample.logprobs.to(torch::kCPU);
+    std::vector<int64_t> keep;
+    for (size_t a = 0; a < live.rows.size(); ++a) {
+      SequenceState& state = states[static_cast<size_t>(live.rows[a])];
+      append_token(state, tokens[static_cast<int64_t>(a)].item<int64_t>(),
+                   logprobs[static_cast<int64_t>(a)].item<float>(), params, stop_checker);
+      if (!state.finished) keep.push_back(static_cast<int64_t>(a));
+    }
+    torch::Tensor next_tokens = tokens;
+    if (keep.size() != live.rows.size()) {
+      const torch::Tensor keep_index = torch::tensor(keep, torch::kLong);
+      std::vector<int64_t> still;
+      for (const int64_t a : keep) still.push_back(live.rows[static_cast<size_t>(a)]);
+      live.rows = still;
+      if (keep.empty()) continue;  // refill, or done
+      live.cache.select_rows(keep_index.to(device));
+      live.key_mask = live.key_mask.index_select(0, keep_index);
+      live.next_position = live.next_position.index_select(0, keep_index);
+      next_tokens = tokens.index_select(0, keep_index);
+    }
+    live.key_mask.select(1, live.cache.length).fill_(true);
+    live.logits = model
+                      ->forward_cached(next_tokens.view({-1, 1}).to(device),
+                                       live.next_position.view({-1, 1}).to(device),
+                                       live.key_mask.narrow(1, 0, live.cache.length + 1).to(device),
+                                       live.cache)
+                      .select(1, 0);
+    live.next_position += 1;
+  }
+  return assemble(prompts, states, params);
+}
+
 }  // namespace
 
 uint64_t sample_seed(uint64_t seed, int64_t prompt, int64_t sample) {
@@ -171,6 +333,9 @@ RolloutBatch generate(model::Transformer& model, const std::vector<std::vector<i
                                  ? model::autocast_dtype(device.type())
                                  : model->output_weight().scalar_type();
   const int64_t prompt_count = static_cast<int64_t>(prompts.size());
+  if (params.max_active_rows > 0 && params.max_active_rows < prompt_count * params.n) {
+    return generate_continuous(model, prompts, params, stop_checker, device, dtype);
+  }
   int64_t width = 0;
   for (const auto& prompt : prompts) width = std::max<int64_t>(width, prompt.size());
 

@@ -46,6 +46,7 @@ rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& 
   params.n = n;
   params.max_new_tokens = config.max_new_tokens;
   params.prefill_chunk = config.prefill_chunk;
+  params.max_active_rows = config.micro_batch_size;
   torch::NoGradGuard no_grad;
   const model::AutocastGuard autocast(job.device.type(), job.mixed_precision);
   job.student->eval();
@@ -82,6 +83,7 @@ double evaluate(Job& job, const std::string& label) {
   params.sampling.top_p = config.eval.top_p;
   params.n = config.eval.samples;
   params.max_new_tokens = config.eval.max_new_tokens;
+  params.max_active_rows = config.rollout.micro_batch_size;
   std::vector<reward::RewardJob> jobs;
   const size_t chunk = size_t(std::max<int64_t>(1, config.rollout.batch_prompts));
   {

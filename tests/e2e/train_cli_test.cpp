@@ -282,14 +282,15 @@ TEST_F(TrainCli, MicroBatchedUpdateEqualsOneBigBatchForEveryAggregation) {
 // The memory knobs change how a step is computed, not what it computes: recomputing the
 // student's layers in backward (train.activation_checkpointing) and taking every logit from the
 // hidden states 7 rows at a time (train.lm_head_chunk_tokens; ragged chunks, teachers and
-// student alike) give the step of the plain run, for the sampled-token and full-vocabulary
-// objectives.
+// student alike) and decoding 3 samples at a time with continuous batching
+// (rollout.micro_batch_size) give the step of the plain run, for the sampled-token and
+// full-vocabulary objectives.
 TEST_F(TrainCli, MemoryKnobsGiveTheSameStep) {
   for (const std::string objective : {"sampled_token", "full_vocab"}) {
     const std::string loss_key = objective == "sampled_token" ? "loss/policy" : "loss/gopd_kl";
     std::vector<nlohmann::json> lines;
     for (const std::string knob : {"train.lm_head_chunk_tokens=0", "train.activation_checkpointing=true",
-                                   "train.lm_head_chunk_tokens=7"}) {
+                                   "train.lm_head_chunk_tokens=7", "rollout.micro_batch_size=3"}) {
       const std::string name = "knobs-" + objective + "-" + std::to_string(lines.size());
       std::string err;
       ASSERT_EQ(run("train '" + (kDir / "gopd.yaml").string() + "' --set train.max_steps=1 --set run.name=" + name +

@@ -63,6 +63,45 @@ TEST(Rollout, SampledLogprobsEqualFreshScoring) {
   EXPECT_GT(valid.sum().item<int64_t>(), 20);
 }
 
+// Continuous batching (params.max_active_rows): a few samples decode at once and finished ones
+// are replaced by waiting samples. Each sample draws from its own generator, so the samples and
+// their log-probs are those of the static batch — greedy and sampled, with stop tokens (samples
+// of very different lengths), ragged prompts, n samples split across refills, chunked prefill.
+TEST(Rollout, ContinuousBatchingGivesTheStaticBatchsSamples) {
+  model::Transformer model = tiny_model(6);
+  const std::vector<std::vector<int64_t>> prompts = {
+      {3, 7, 1, 9, 4, 4, 2}, {5}, {8, 8, 12}, {2, 2}, {6, 1, 1, 1, 1, 1, 1, 1, 1, 3}, {4, 9}};
+  for (const double temperature : {0.0, 1.0}) {
+    GenerationParams params;
+    params.sampling.temperature = temperature;
+    params.max_new_tokens = 14;
+    params.n = 3;
+    params.seed = 23;
+    params.stop_token_ids = {0, 1};  // frequent: lengths from 1 to 14
+    const RolloutBatch reference = generate(model, prompts, params);
+    const int64_t lengths = reference.response_mask.sum(1).max().item<int64_t>() -
+                            reference.response_mask.sum(1).min().item<int64_t>();
+    EXPECT_GT(lengths, 3) << "the samples should finish at different steps";
+    for (const int64_t slots : {1, 2, 5, 17}) {
+      for (const int64_t chunk : {0, 2}) {
+        SCOPED_TRACE("T " + std::to_string(temperature) + " slots " + std::to_string(slots) +
+                     " prefill chunk " + std::to_string(chunk));
+        GenerationParams continuous = params;
+        continuous.max_active_rows = slots;
+        continuous.prefill_chunk = chunk;
+        const RolloutBatch batch = generate(model, prompts, continuous);
+        EXPECT_TRUE(torch::equal(batch.response_ids, reference.response_ids));
+        EXPECT_TRUE(torch::equal(batch.response_mask, reference.response_mask));
+        EXPECT_TRUE(torch::equal(batch.prompt_ids, reference.prompt_ids));
+        EXPECT_TRUE(torch::equal(batch.group_ids, reference.group_ids));
+        EXPECT_TRUE(torch::allclose(batch.response_logprobs, reference.response_logprobs, 1e-5, 1e-5));
+        EXPECT_EQ(batch.generated_tokens, reference.generated_tokens);
+        EXPECT_EQ(batch.finish_reasons, reference.finish_reasons);
+      }
+    }
+  }
+}
+
 TEST(Sampler, TruncatedFrequenciesMatchTheRenormalisedDistribution) {
   // Fixed logits over 8 tokens; 40k draws per setting. Each count is compared with its
   // expectation within 5 binomial standard deviations (plus 1), a bound a correct sampler

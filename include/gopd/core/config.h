@@ -113,7 +113,9 @@ struct RolloutConfig {
   double min_p = 0.0;  // 0 = off
   int64_t max_new_tokens = 16384;
   std::vector<std::string> stop;  // stop strings, on top of the model's eos tokens
-  int64_t micro_batch_size = 0;   // sequences sampled at once; 0 = all
+  // Sequences decoding at once (their KV cache); with fewer than the batch's, continuous
+  // batching: a finished sequence's slot goes to the next waiting sample. 0 = all at once.
+  int64_t micro_batch_size = 0;
   int64_t prefill_chunk = 0;      // tokens per prefill chunk; 0 = whole prompts
   void visit(ConfigVisitor& visitor);
 };

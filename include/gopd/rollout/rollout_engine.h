@@ -30,6 +30,10 @@ struct GenerationParams {
   int64_t prefill_chunk = 0;        // tokens per prefill forward; 0 = whole prompts
   int64_t pad_id = 0;               // fills padding positions of the returned tensors
   int64_t vocab_limit = 0;          // sample among ids < vocab_limit only (0 = all logits)
+  // Continuous batching: at most this many sequences decode at once; a finished one's slot is
+  // refilled with the next waiting sample (its prompt prefilled and its cache rows merged in),
+  // so a long straggler does not leave the batch idle. 0 = every sample at once (static).
+  int64_t max_active_rows = 0;
 };
 
 // The seed of sample `sample` of prompt `prompt`.
@@ -57,7 +61,9 @@ struct RolloutBatch {
 StopChecker make_stop_checker(std::function<std::string(const std::vector<int64_t>&)> decode,
                               std::vector<std::string> stop_strings);
 
-// Samples `params.n` responses for each prompt (token ids, non-empty).
+// Samples `params.n` responses for each prompt (token ids, non-empty). Sample j of prompt i
+// draws from its own generator, so the tokens do not depend on which samples share a batch
+// (static or continuous batching alike, up to the last bits of the logits).
 RolloutBatch generate(model::Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
                       const GenerationParams& params, const StopChecker& stop_checker = nullptr);
 
