@@ -30,6 +30,7 @@
 #include "gopd/data/jsonl.h"
 #include "gopd/data/record.h"
 #include "gopd/data/tasks.h"
+#include "gopd/kernels/logit_head.h"
 #include "gopd/model/model_io.h"
 #include "gopd/model/transformer.h"
 #include "gopd/objective/gopd_loss.h"
@@ -67,6 +68,7 @@ struct TrainBenchOptions {
   double peak_tflops = 989.0;  // dense bf16 peak of the GPU (H100 / H200 SXM) for the MFU
   std::string keep;            // keep the built models and data here (for the transformers run)
   bool skip_objective = false;  // skip the full-vocab objective measurement
+  bool memory_only = false;     // only the update-memory comparison (run_memory_bench)
 };
 
 // A Qwen3 shape by name; vocab 151,936 and head_dim 128 as the released configs.
@@ -230,7 +232,93 @@ ObjectiveMeasurement measure_full_vocab(kernels::Impl impl, const TrainBenchOpti
   return {times[times.size() / 2], peak};
 }
 
+// The student's update (forward + backward of the sampled-token log-probs through a chunked or
+// whole lm_head) on a (batch, length) batch: median milliseconds and peak extra memory (the CPU
+// allocator's, or the CUDA caching allocator's on a GPU) over `repeats`.
+ObjectiveMeasurement measure_update_memory(model::Transformer& model, bool checkpointing,
+                                           int64_t chunk_rows, int64_t batch, int64_t length,
+                                           const TrainBenchOptions& options,
+                                           core::CpuMemoryTracker& tracker) {
+  const torch::Device device = model->output_weight().device();
+  const std::string device_name = device.str();
+  model->set_activation_checkpointing(checkpointing);
+  torch::manual_seed(1);
+  const torch::Tensor ids =
+      torch::randint(0, model->config().vocab_size, {batch, length + 1}, torch::kLong).to(device);
+  auto once = [&] {
+    model->zero_grad(true);
+    kernels::LogitHead head;
+    head.hidden = model->hidden_states(ids.narrow(1, 0, length));
+    head.weight = model->output_weight();
+    head.compute_dtype = head.weight.scalar_type();
+    head.chunk_rows = chunk_rows;
+    kernels::token_logprobs(head, ids.narrow(1, 1, length), 1.0, false, kernels::Impl::fused)
+        .logprobs.sum()
+        .backward();
+  };
+  once();  // warm-up, and the gradients' own memory is allocated once (set to none each run)
+  std::vector<double> times;
+  double peak = 0;
+  for (int64_t i = 0; i < options.repeats; ++i) {
+    model->zero_grad(true);
+    tracker.reset_peak();
+    core::reset_peak_gpu_memory(device_name);
+    const int64_t before = tracker.current_bytes();
+    const auto start = std::chrono::steady_clock::now();
+    once();
+    if (device.is_cuda()) torch::cuda::synchronize();
+    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    const double extra = device.is_cuda() ? double(core::peak_gpu_memory_bytes(device_name))
+                                          : double(tracker.peak_bytes() - before);
+    peak = std::max(peak, extra / (1024.0 * 1024.0));
+  }
+  std::sort(times.begin(), times.end());
+  return {times[times.size() / 2], peak};
+}
+
+// Activation checkpointing and the chunked lm_head against the plain update, same model, same
+// batch, same run: what each saves in memory and costs in time.
+void run_memory_bench(const TrainBenchOptions& options) {
+  model::ModelConfig config = model::model_config_for("qwen3", options.vocab, options.hidden,
+                                                      options.layers, 4, 2, 3 * options.hidden);
+  torch::manual_seed(0);
+  model::Transformer model(config);
+  model::initialize_weights(model);
+  model->to(torch::Device(options.device == "cpu" ? "cpu" : core::resolve_device(options.device, "--device")));
+  const int64_t batch = 4;
+  const int64_t length = std::max<int64_t>(1, options.rows / batch);
+  core::CpuMemoryTracker tracker;
+  const ObjectiveMeasurement plain =
+      measure_update_memory(model, false, 0, batch, length, options, tracker);
+  const ObjectiveMeasurement checkpointed =
+      measure_update_memory(model, true, 0, batch, length, options, tracker);
+  const ObjectiveMeasurement chunked =
+      measure_update_memory(model, false, 256, batch, length, options, tracker);
+  for (const auto& [knob, measured] :
+       {std::pair<const char*, ObjectiveMeasurement>{"activation_checkpointing", checkpointed},
+        std::pair<const char*, ObjectiveMeasurement>{"lm_head_chunk_tokens=256", chunked}}) {
+    print({{"bench", "update_memory"},
+           {"knob", knob},
+           {"device", options.device},
+           {"hidden", options.hidden},
+           {"layers", options.layers},
+           {"vocab", options.vocab},
+           {"tokens", batch * length},
+           {"metric", "peak_extra_mb"},
+           {"value", round2(measured.peak_extra_mb)},
+           {"baseline", round2(plain.peak_extra_mb)},
+           {"ratio", round2(plain.peak_extra_mb / std::max(measured.peak_extra_mb, 1e-9))},
+           {"time_ms", round2(measured.milliseconds)},
+           {"time_ms_baseline", round2(plain.milliseconds)}});
+  }
+}
+
 void run_train_bench(const TrainBenchOptions& options) {
+  if (options.memory_only) {
+    if (options.threads > 0) core::set_threads(options.threads);
+    run_memory_bench(options);
+    return;
+  }
   if (options.threads > 0) core::set_threads(options.threads);
   const fs::path directory = fs::temp_directory_path() / ("gopd_bench_train_" + std::to_string(getpid()));
   fs::remove_all(directory);
@@ -366,6 +454,9 @@ BenchSubcommand add_bench_train(CLI::App* bench) {
   app->add_option("--peak-tflops", options->peak_tflops, "the GPU's dense bf16 peak, for the update MFU")->capture_default_str();
   app->add_option("--keep", options->keep, "build the models and data in this directory and keep them");
   app->add_flag("--skip-objective", options->skip_objective, "skip the full-vocab objective measurement");
+  app->add_flag("--memory", options->memory_only,
+                "only the update's peak memory and time: activation checkpointing and a chunked lm_head "
+                "against the plain update (a --hidden/--layers/--vocab model, --rows tokens)");
   app->add_option("--attention", options->attention, "kernels.attention of the runs")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "sdpa", "explicit"}));
