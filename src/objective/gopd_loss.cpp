@@ -311,8 +311,11 @@ TopK teacher_top_k(const kernels::LogitHead& teacher, const kernels::LogitHead& 
     ids.push_back(std::get<1>(logits.topk(k, -1)));  // (n, k)
     teacher_parts.push_back(gathered_logprobs(logits, ids.back(), temperature));
     if (reference.defined()) {
+      // The reference may sit on another device than the teacher.
+      const torch::Tensor reference_logits = reference.logits(begin, end);
       reference_parts.push_back(
-          gathered_logprobs(reference.logits(begin, end), ids.back(), temperature));
+          gathered_logprobs(reference_logits, ids.back().to(reference_logits.device()), temperature)
+              .to(logits.device()));
     }
   }
   const std::vector<int64_t> shape{teacher.hidden.size(0), teacher.hidden.size(1), k};
