@@ -213,8 +213,11 @@ torch::Tensor gopd_kl(const LogitHead& student, const LogitHead& teacher,
     torch::Tensor teacher_logits, reference_logits;
     {
       torch::NoGradGuard no_grad;
-      teacher_logits = frozen_teacher.logits(begin, end);
-      if (frozen_reference.defined()) reference_logits = frozen_reference.logits(begin, end);
+      // A teacher or reference on another device hands over one chunk of logits at a time.
+      teacher_logits = frozen_teacher.logits(begin, end).to(logits.device());
+      if (frozen_reference.defined()) {
+        reference_logits = frozen_reference.logits(begin, end).to(logits.device());
+      }
     }
     return std::vector<torch::Tensor>{
         kernels::gopd_kl(logits, teacher_logits, reference_logits, lambda, temperature, impl)};
@@ -227,11 +230,15 @@ torch::Tensor gopd_kl_topk(const LogitHead& student, const torch::Tensor& teache
                            double temperature, Impl impl) {
   check_head("gopd_kl_topk", "student", student);
   const int64_t rows = student.rows();
-  const torch::Tensor ids = teacher_ids.reshape({rows, teacher_ids.size(-1)});
-  const torch::Tensor teacher = teacher_logprobs.reshape({rows, teacher_logprobs.size(-1)});
+  // The teacher's top-k may come from another device: everything on the student's.
+  const torch::Device device = student.hidden.device();
+  const torch::Tensor ids = teacher_ids.reshape({rows, teacher_ids.size(-1)}).to(device);
+  const torch::Tensor teacher =
+      teacher_logprobs.reshape({rows, teacher_logprobs.size(-1)}).to(device);
   const torch::Tensor reference =
-      reference_logprobs.defined() ? reference_logprobs.reshape({rows, reference_logprobs.size(-1)})
-                                   : torch::Tensor();
+      reference_logprobs.defined()
+          ? reference_logprobs.reshape({rows, reference_logprobs.size(-1)}).to(device)
+          : torch::Tensor();
   return map_rows(student, [=](const torch::Tensor& logits, int64_t begin, int64_t end) {
     return std::vector<torch::Tensor>{kernels::gopd_kl_topk(
         logits, ids.slice(0, begin, end), teacher.slice(0, begin, end),

@@ -8,12 +8,15 @@
 namespace gopd::model {
 
 AutocastGuard::AutocastGuard(c10::DeviceType device, bool enabled, torch::ScalarType dtype)
-    : device_(device), active_(enabled) {
-  if (!active_) return;
+    : device_(device) {
   previous_enabled_ = at::autocast::is_autocast_enabled(device_);
   previous_dtype_ = at::autocast::get_autocast_dtype(device_);
-  at::autocast::set_autocast_enabled(device_, true);
-  at::autocast::set_autocast_dtype(device_, dtype);
+  // Off inside an autocast region (a frozen fp32 model scored during the student's forward):
+  // switched off for the guard's lifetime; off outside any: nothing to do.
+  active_ = enabled || previous_enabled_;
+  if (!active_) return;
+  at::autocast::set_autocast_enabled(device_, enabled);
+  if (enabled) at::autocast::set_autocast_dtype(device_, dtype);
   at::autocast::increment_nesting();
 }
 

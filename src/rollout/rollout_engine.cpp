@@ -174,6 +174,7 @@ void merge_samples(LiveBatch& live, LiveBatch incoming, int64_t max_new_tokens,
                    const model::ModelConfig& config, torch::Device device, torch::Dtype dtype) {
   const int64_t live_rows = static_cast<int64_t>(live.rows.size());
   const int64_t new_rows = static_cast<int64_t>(incoming.rows.size());
+  if (live_rows == 0) live.cache = model::KVCache();  // every live row finished: nothing to keep
   const int64_t length = live_rows > 0 ? live.cache.length : 0;
   int64_t first = length;  // the first cache position a live row still reads
   if (live_rows > 0) {
@@ -182,20 +183,27 @@ void merge_samples(LiveBatch& live, LiveBatch incoming, int64_t max_new_tokens,
   const int64_t kept = length - first;
   const int64_t width = incoming.cache.length;
   const int64_t end = std::max(kept, width);
-  model::KVCache merged =
-      model::KVCache::allocate(config, live_rows + new_rows, end + max_new_tokens, dtype, device);
-  for (size_t layer = 0; layer < merged.keys.size(); ++layer) {
-    for (auto [target, source] : {std::pair{&merged.keys, &live.cache.keys},
-                                  std::pair{&merged.values, &live.cache.values}}) {
+  // Layer by layer, each old layer released once copied: the merge holds one layer twice, not
+  // the whole cache.
+  model::KVCache merged;
+  const auto options = torch::TensorOptions().dtype(dtype).device(device);
+  for (size_t layer = 0; layer < incoming.cache.keys.size(); ++layer) {
+    for (const bool values : {false, true}) {
+      torch::Tensor target = torch::zeros(
+          {live_rows + new_rows, config.num_key_value_heads, end + max_new_tokens, config.head_dim},
+          options);
+      std::vector<torch::Tensor>& live_side = values ? live.cache.values : live.cache.keys;
+      std::vector<torch::Tensor>& new_side = values ? incoming.cache.values : incoming.cache.keys;
       if (live_rows > 0) {
-        (*target)[layer].narrow(0, 0, live_rows).narrow(2, end - kept, kept)
-            .copy_((*source)[layer].narrow(2, first, kept));
+        target.narrow(0, 0, live_rows).narrow(2, end - kept, kept)
+            .copy_(live_side[layer].narrow(2, first, kept));
+        live_side[layer] = torch::Tensor();
       }
+      target.narrow(0, live_rows, new_rows).narrow(2, end - width, width)
+          .copy_(new_side[layer].narrow(2, 0, width));
+      new_side[layer] = torch::Tensor();
+      (values ? merged.values : merged.keys).push_back(target);
     }
-    merged.keys[layer].narrow(0, live_rows, new_rows).narrow(2, end - width, width)
-        .copy_(incoming.cache.keys[layer].narrow(2, 0, width));
-    merged.values[layer].narrow(0, live_rows, new_rows).narrow(2, end - width, width)
-        .copy_(incoming.cache.values[layer].narrow(2, 0, width));
   }
   merged.length = end;
   torch::Tensor key_mask = torch::zeros({live_rows + new_rows, end + max_new_tokens}, torch::kBool);

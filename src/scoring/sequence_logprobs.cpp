@@ -71,7 +71,8 @@ std::vector<std::vector<double>> prompt_logprobs(model::Transformer& model,
       attention[r].narrow(0, offset, int64_t(prompt.size())).fill_(1);
     }
     const torch::Device device = model->output_weight().device();
-    torch::Tensor logits = model->forward(ids.to(device), attention.to(device));  // (rows, L, V)
+    ids = ids.to(device);
+    torch::Tensor logits = model->forward(ids, attention.to(device));  // (rows, L, V)
     if (vocab_width > 0) logits = logits.narrow(-1, 0, vocab_width);
     // Position p predicts token p + 1, at temperature 1 (the interference score compares the
     // models, not the sampler).

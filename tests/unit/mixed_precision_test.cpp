@@ -3,7 +3,8 @@
 // while the parameters and their gradients stay fp32 (master weights); autocast really runs
 // (the result is not the fp32 one); activation checkpointing recomputes under the forward's
 // autocast (so its gradients equal the plain autocast backward, not an fp32 recomputation); the
-// guard restores the previous state and nests.
+// guard restores the previous state and nests, and an off guard switches autocast off inside an
+// autocast region.
 //
 // Tolerance: token log-probs within 0.1 nats and gradients within 5% of the largest gradient
 // entry (bf16 keeps 8 bits of mantissa, 2^-8 ≈ 0.4% per rounding, accumulated over a few
@@ -117,6 +118,15 @@ TEST(MixedPrecision, GuardRestoresThePreviousStateAndNests) {
     }
     EXPECT_TRUE(model::autocast_enabled(torch::kCPU));  // the inner guard left the outer on
     const torch::Tensor a = torch::randn({4, 4});
+    EXPECT_EQ(torch::matmul(a, a).scalar_type(), torch::kBFloat16);
+    {
+      // An off guard inside an autocast region (a frozen fp32 model scored during the
+      // student's forward) switches autocast off, and back on after.
+      const model::AutocastGuard off(torch::kCPU, false);
+      EXPECT_FALSE(model::autocast_enabled(torch::kCPU));
+      EXPECT_EQ(torch::matmul(a, a).scalar_type(), torch::kFloat);
+    }
+    EXPECT_TRUE(model::autocast_enabled(torch::kCPU));
     EXPECT_EQ(torch::matmul(a, a).scalar_type(), torch::kBFloat16);
   }
   EXPECT_FALSE(model::autocast_enabled(torch::kCPU));

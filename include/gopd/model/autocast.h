@@ -12,7 +12,7 @@ namespace gopd::model {
 
 class AutocastGuard {
  public:
-  // `enabled` false: the guard does nothing (the plain fp32 path).
+  // `enabled` false: autocast off for the guard's lifetime (nothing to do outside any guard).
   AutocastGuard(c10::DeviceType device, bool enabled, torch::ScalarType dtype = torch::kBFloat16);
   ~AutocastGuard();
   AutocastGuard(const AutocastGuard&) = delete;
