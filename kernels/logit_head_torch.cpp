@@ -168,7 +168,9 @@ torch::Tensor LogitHead::all_logits() const {
 LogitHead frozen_head(const torch::Tensor& hidden, const torch::Tensor& weight,
                       torch::ScalarType compute_dtype, int64_t chunk_rows) {
   LogitHead head;
-  head.hidden = hidden.detach();
+  // Contiguous once here, so that logits() of each chunk reads a view instead of copying the
+  // (rows, T, H) hidden states again (a response slice of the sequence is not contiguous).
+  head.hidden = hidden.detach().contiguous();
   head.weight = weight.detach();
   head.compute_dtype = compute_dtype;
   head.chunk_rows = chunk_rows;
