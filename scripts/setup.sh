@@ -22,6 +22,7 @@ packages=(
   libspdlog-dev libfmt-dev
   libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libgloo-dev             # gloo headers for c10d (pip torch ships the library, not them)
   bubblewrap              # sandbox for model-written code
   python3                 # interpreter the code verifier runs candidates with
   python3-venv            # the project venv (pip's torch, the tests' references)

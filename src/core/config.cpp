@@ -51,6 +51,7 @@ void RunConfig::visit(ConfigVisitor& v) {
   v.field("log_level", log_level,
           StringRule::one_of({std::begin(kLogLevels), std::end(kLogLevels)}));
   v.field("log_every", log_every, NumberRule::at_least(1));
+  v.field("dist_timeout_s", dist_timeout_s, NumberRule::positive());
 }
 
 bool is_device_name(const std::string& name) {
@@ -150,6 +151,7 @@ void OptimConfig::visit(ConfigVisitor& v) {
   v.field("mini_batches", mini_batches, NumberRule::at_least(1));
   v.field("micro_batch_size", micro_batch_size, NumberRule::at_least(1));
   v.field("micro_batch_tokens", micro_batch_tokens, NumberRule::non_negative());
+  v.field("shard_optimizer", shard_optimizer);
 }
 
 void TrainConfig::visit(ConfigVisitor& v) {
@@ -165,6 +167,7 @@ void TrainConfig::visit(ConfigVisitor& v) {
   v.field("lm_head_chunk_tokens", lm_head_chunk_tokens, NumberRule::non_negative());
   v.field("precision", precision, StringRule::one_of({"auto", "bf16", "fp32"}));
   v.field("save_dtype", save_dtype, StringRule::one_of({"auto", "float32", "bfloat16", "float16"}));
+  v.field("check_sync_every", check_sync_every, NumberRule::non_negative());
 }
 
 void CodeRewardConfig::visit(ConfigVisitor& v) {

@@ -13,17 +13,19 @@
 
 namespace gopd::core {
 
-RunDirectory prepare_run(const Config& config) {
+RunDirectory prepare_run(const Config& config, bool write) {
   RunDirectory run;
   run.path = (std::filesystem::path(config.run.output_dir) / config.run.name).string();
-  std::error_code error;
-  std::filesystem::create_directories(run.path, error);
-  if (error) throw_runtime_failure(run.path + ": cannot create run directory: " + error.message());
   run.config_path = run.path + "/config.resolved.yaml";
   run.log_path = run.path + "/log.txt";
   run.metrics_path = run.path + "/metrics.jsonl";
-  write_file_atomically(run.config_path, config_to_yaml(config));
-  add_log_file(run.log_path);
+  if (write) {
+    std::error_code error;
+    std::filesystem::create_directories(run.path, error);
+    if (error) throw_runtime_failure(run.path + ": cannot create run directory: " + error.message());
+    write_file_atomically(run.config_path, config_to_yaml(config));
+    add_log_file(run.log_path);
+  }
   seed_everything(static_cast<uint64_t>(config.run.seed));
   const int64_t threads = set_threads(config.run.threads);
   spdlog::info("run directory {} (seed {}, {} threads)", run.path, config.run.seed, threads);

@@ -130,7 +130,7 @@ LensStepResult lens_step(const core::LensConfig& config, WeightScheme scheme, in
   Prompts purified_prompts;
   for (const Purification& purification : purified.purifications)
     purified_prompts.push_back(purification.kept_ids);
-  const Samples samples = hooks.sample(purified_prompts);
+  const Samples samples = hooks.sample(purified.groups, purified_prompts);
   std::vector<int64_t> sample_groups;
   for (int64_t r = 0; r < count * n; ++r) sample_groups.push_back(purified.groups[size_t(r / n)]);
   const std::vector<reward::RewardResult> results = hooks.verify(sample_groups, samples.responses);

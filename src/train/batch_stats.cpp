@@ -6,6 +6,18 @@
 
 namespace gopd::train {
 
+void put_ratio(nlohmann::json& line, const std::string& key, double numerator, double denominator) {
+  line[key] = numerator / denominator;
+  line["~" + key] = {numerator, denominator};
+}
+
+void put_std(nlohmann::json& line, const std::string& key, double sum, double squares,
+             double count) {
+  const double mean = sum / count;
+  line[key] = std::sqrt(std::max(0.0, squares / count - mean * mean));
+  line["~" + key] = {sum, squares, count};
+}
+
 void ImportanceWeightStats::add(const torch::Tensor& weights, const torch::Tensor& mask) {
   torch::NoGradGuard no_grad;
   const torch::Tensor valid = mask > 0;
@@ -18,7 +30,7 @@ void ImportanceWeightStats::add(const torch::Tensor& weights, const torch::Tenso
 
 void ImportanceWeightStats::put(nlohmann::json& line) const {
   if (!tokens_.defined() || tokens_.item<int64_t>() == 0) return;
-  line["actor/importance_weight_mean"] = sum_.item<double>() / tokens_.item<double>();
+  put_ratio(line, "actor/importance_weight_mean", sum_.item<double>(), tokens_.item<double>());
   line["actor/importance_weight_max"] = max_.item<double>();
 }
 
@@ -56,11 +68,10 @@ void DistillBatchStats::put(nlohmann::json& line) const {
   const double* s = sums.data_ptr<double>();
   const double tokens = s[4];
   if (tokens == 0) return;
-  const double mean = s[0] / tokens;
-  line["gopd/advantage_mean"] = mean;
-  line["gopd/advantage_std"] = std::sqrt(std::max(0.0, s[1] / tokens - mean * mean));
-  line["gopd/reverse_kl_estimate"] = s[2] / tokens;
-  line["gopd/reward_mean"] = s[3] / tokens;
+  put_ratio(line, "gopd/advantage_mean", s[0], tokens);
+  put_std(line, "gopd/advantage_std", s[0], s[1], tokens);
+  put_ratio(line, "gopd/reverse_kl_estimate", s[2], tokens);
+  put_ratio(line, "gopd/reward_mean", s[3], tokens);
   importance_.put(line);
 }
 
@@ -68,13 +79,13 @@ void put_rollout_metrics(const rollout::RolloutBatch& batch, double rollout_seco
                          double entropy_sum, double entropy_tokens, nlohmann::json& line) {
   const double rows = double(batch.finish_reasons.size());
   const double generated = double(batch.generated_tokens);
-  line["rollout/response_length_mean"] = generated / rows;
-  line["rollout/entropy"] = entropy_sum / entropy_tokens;
+  put_ratio(line, "rollout/response_length_mean", generated, rows);
+  put_ratio(line, "rollout/entropy", entropy_sum, entropy_tokens);
   int64_t truncated = 0;
   for (const rollout::FinishReason reason : batch.finish_reasons) {
     truncated += reason == rollout::FinishReason::kLength ? 1 : 0;
   }
-  line["rollout/truncated_fraction"] = double(truncated) / rows;
+  put_ratio(line, "rollout/truncated_fraction", double(truncated), rows);
   line["perf/rollout_s"] = rollout_seconds;
   line["perf/rollout_tokens_per_s"] = generated / std::max(rollout_seconds, 1e-9);
 }

@@ -42,7 +42,7 @@ scoring::ScoredBatch route(const Job& job, const rollout::RolloutBatch& rollout_
     ++judged;
   }
   scored.routing = job.teachers.route(row_teacher);
-  if (judged > 0) line["reward/accuracy"] = correct / double(judged);
+  if (judged > 0) put_ratio(line, "reward/accuracy", correct, double(judged));
   return scored;
 }
 
@@ -61,7 +61,7 @@ void put_teacher_metrics(const Job& job, const scoring::ScoredBatch& scored, nlo
     sums[2] += 1;
   }
   for (const auto& [name, sums] : per_teacher) {
-    line["teacher/" + name + "/reverse_kl_estimate"] = sums[0] / std::max(sums[1], 1.0);
+    put_ratio(line, "teacher/" + name + "/reverse_kl_estimate", sums[0], std::max(sums[1], 1.0));
     line["teacher/" + name + "/responses"] = int64_t(sums[2]);
   }
 }
@@ -167,7 +167,7 @@ void distillation_step(StepContext& context, int64_t step, const std::vector<dat
   const auto rollout_start = Clock::now();
   const rollout::RolloutBatch rollout_batch =
       sample(job, encode_prompts(job, batch), job_seed(job, "rollout/" + std::to_string(step)),
-             config.rollout.n);
+             config.rollout.n, context.positions);
   const double rollout_seconds = seconds_since(rollout_start);
   mark_gpu_phase(job, "rollout", line);
 

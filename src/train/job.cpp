@@ -39,6 +39,13 @@ void find_checkpoint(const core::Config& config, const TrainOptions& options, Jo
 // not here is exit 2 before anything is loaded.
 void resolve_placement(const core::Config& config, Job& job) {
   job.device_name = core::resolve_device(config.run.device, "run.device");
+  // Several ranks on a node: "auto" and "cuda" mean the GPU of the rank's LOCAL_RANK.
+  if (job.world.distributed() && job.device_name.rfind("cuda", 0) == 0 &&
+      (config.run.device == "auto" || config.run.device == "cuda")) {
+    job.device_name = core::resolve_device("cuda:" + std::to_string(job.world.local_rank),
+                                           "run.device (LOCAL_RANK " +
+                                               std::to_string(job.world.local_rank) + ")");
+  }
   job.device = torch::Device(job.device_name);
   const bool gpu = job.device.is_cuda();
   job.mixed_precision = config.train.precision == "bf16" || (config.train.precision == "auto" && gpu);
@@ -206,12 +213,22 @@ Job load_job(const core::Config& config, const TrainOptions& options) {
   job.weight_scheme = lens::parse_weight_scheme(config.lens.weight_scheme);
   job.impl = kernels::parse_impl(config.kernels.impl);
   job.agg = objective::parse_loss_agg(config.train.loss_agg);
+  job.world = dist::world_from_env();
+  if (job.world.distributed() && config.rollout.batch_prompts < job.world.world_size) {
+    core::throw_bad_input("rollout.batch_prompts: " + std::to_string(config.rollout.batch_prompts) +
+                          " prompts cannot be shared by " + std::to_string(job.world.world_size) +
+                          " ranks (the batch is global: raise it to at least the world size)");
+  }
   resolve_placement(config, job);
   find_checkpoint(config, options, job);
   load_student(config, job);
   load_scorers(config, job);
   load_data(config, job);
   plan_steps(config, job);
+  // Last: a job that is wrong fails on every rank alike before any of them waits for the others.
+  job.comm = dist::Comm::join(
+      job.world, job.device_name,
+      std::chrono::milliseconds(int64_t(config.run.dist_timeout_s * 1000)));
   return job;
 }
 

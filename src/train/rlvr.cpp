@@ -70,8 +70,9 @@ void put_rewards(const Job& job, const std::vector<reward::RewardResult>& result
     line[key] = value;
   }
   const double count = double(rows.reward.size());
-  line["reward/mean"] = std::accumulate(rows.reward.begin(), rows.reward.end(), 0.0) / count;
-  if (job.cfg().reward.format_weight > 0) line["reward/format_mean"] = format_sum / count;
+  put_ratio(line, "reward/mean", std::accumulate(rows.reward.begin(), rows.reward.end(), 0.0),
+            count);
+  if (job.cfg().reward.format_weight > 0) put_ratio(line, "reward/format_mean", format_sum, count);
 }
 
 // Rows per forward of a prompt-only pass (micro_rows at the longest prompt's width).
@@ -83,7 +84,8 @@ int64_t prompt_micro_rows(const core::OptimConfig& optim, const lens::Prompts& p
 
 // The LENS step's calls into this job: the student, the LENS reference, the verifier.
 lens::LensHooks lens_hooks(Job& job, int64_t step, const std::vector<size_t>& indices,
-                           const std::vector<std::vector<int64_t>>& prompts) {
+                           const std::vector<std::vector<int64_t>>& prompts,
+                           const std::vector<int64_t>& positions) {
   const core::Config& config = job.cfg();
   const tokenizer::Tokenizer& tokenizer = *job.tokenizer.tokenizer;
   lens::LensHooks hooks;
@@ -93,9 +95,12 @@ lens::LensHooks lens_hooks(Job& job, int64_t step, const std::vector<size_t>& in
   hooks.reference_prompt_logprobs = [&job, &config](const lens::Prompts& p) {
     return job.lens_reference->prompt_logprobs(p, job.pad_id, prompt_micro_rows(config.optim, p));
   };
-  hooks.sample = [&job, &config, step](const lens::Prompts& p) {
-    const rollout::RolloutBatch batch =
-        sample(job, p, job_seed(job, "lens/" + std::to_string(step)), config.rollout.n);
+  hooks.sample = [&job, &config, step, &positions](const std::vector<int64_t>& groups,
+                                                   const lens::Prompts& p) {
+    std::vector<int64_t> seeds_at;  // each purified prompt's group's place in the global batch
+    for (const int64_t group : groups) seeds_at.push_back(positions[size_t(group)]);
+    const rollout::RolloutBatch batch = sample(
+        job, p, job_seed(job, "lens/" + std::to_string(step)), config.rollout.n, seeds_at);
     lens::Samples samples;
     for (int64_t r = 0; r < batch.response_ids.size(0); ++r) {
       samples.responses.push_back(response_tokens(batch, r));
@@ -132,12 +137,8 @@ void apply_lens(StepContext& context, int64_t step, const std::vector<size_t>& i
   for (const size_t index : indices) record_ids.push_back(job.train_records[index].id);
   const lens::LensStepResult result =
       lens::lens_step(config.lens, job.weight_scheme, config.rollout.n, step, prompts, record_ids,
-                      rows, lens_hooks(job, step, indices, prompts), line);
-  if (!result.dump.empty()) {
-    std::ofstream out(context.run_path + "/lens_dump.jsonl", std::ios::app);
-    out << result.dump;
-    if (!out) core::throw_runtime_failure(context.run_path + "/lens_dump.jsonl: cannot write");
-  }
+                      rows, lens_hooks(job, step, indices, prompts, context.positions), line);
+  context.lens_dump += result.dump;
   if (result.transferred == 0) return;
   const double temperature = config.rollout.temperature;
   inputs.sequences = lens::training_sequences(rows, job.pad_id);
@@ -229,7 +230,8 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
   for (const size_t index : indices) records.push_back(job.train_records[index]);
   const std::vector<std::vector<int64_t>> prompts = encode_prompts(job, records);
   const rollout::RolloutBatch rollout_batch =
-      sample(job, prompts, job_seed(job, "rollout/" + std::to_string(step)), config.rollout.n);
+      sample(job, prompts, job_seed(job, "rollout/" + std::to_string(step)), config.rollout.n,
+             context.positions);
   const double rollout_seconds = seconds_since(rollout_start);
   mark_gpu_phase(job, "rollout", line);
   std::vector<reward::RewardJob> jobs;

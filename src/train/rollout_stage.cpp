@@ -36,7 +36,7 @@ rollout::GenerationParams generation_params(const Job& job, uint64_t seed) {
 }
 
 rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& prompts,
-                             uint64_t seed, int64_t n) {
+                             uint64_t seed, int64_t n, const std::vector<int64_t>& positions) {
   const core::RolloutConfig& config = job.cfg().rollout;
   rollout::GenerationParams params = generation_params(job, seed);
   params.sampling.temperature = config.temperature;
@@ -47,6 +47,11 @@ rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& 
   params.max_new_tokens = config.max_new_tokens;
   params.prefill_chunk = config.prefill_chunk;
   params.max_active_rows = config.micro_batch_size;
+  if (!positions.empty()) {
+    for (const int64_t position : positions) {
+      for (int64_t j = 0; j < n; ++j) params.row_seeds.push_back(rollout::sample_seed(seed, position, j));
+    }
+  }
   torch::NoGradGuard no_grad;
   const model::AutocastGuard autocast(job.device.type(), job.mixed_precision);
   job.student->eval();
@@ -77,7 +82,17 @@ double evaluate(Job& job, const std::string& label) {
   if (job.eval_records.empty()) return -1;
   const core::Config& config = job.cfg();
   const auto start = Clock::now();
-  const std::vector<std::vector<int64_t>> prompts = encode_prompts(job, job.eval_records);
+  // This rank's share: every world_size-th prompt. A prompt's samples are seeded by its place
+  // in its chunk of rollout.batch_prompts, as one process generating chunk by chunk seeds them.
+  const size_t chunk = size_t(std::max<int64_t>(1, config.rollout.batch_prompts));
+  std::vector<data::Record> records;
+  std::vector<int64_t> places;
+  for (size_t i = size_t(job.world.rank); i < job.eval_records.size();
+       i += size_t(job.world.world_size)) {
+    records.push_back(job.eval_records[i]);
+    places.push_back(int64_t(i % chunk));
+  }
+  const std::vector<std::vector<int64_t>> prompts = encode_prompts(job, records);
   rollout::GenerationParams params = generation_params(job, job_seed(job, "eval"));
   params.sampling.temperature = config.eval.temperature;
   params.sampling.top_p = config.eval.top_p;
@@ -85,7 +100,11 @@ double evaluate(Job& job, const std::string& label) {
   params.max_new_tokens = config.eval.max_new_tokens;
   params.max_active_rows = config.rollout.micro_batch_size;
   std::vector<reward::RewardJob> jobs;
-  const size_t chunk = size_t(std::max<int64_t>(1, config.rollout.batch_prompts));
+  std::vector<const reward::RewardSpec*> specs;
+  for (size_t i = size_t(job.world.rank); i < job.eval_records.size();
+       i += size_t(job.world.world_size)) {
+    specs.push_back(&job.eval_specs[i]);
+  }
   {
     torch::NoGradGuard no_grad;
     const model::AutocastGuard autocast(job.device.type(), job.mixed_precision);
@@ -94,9 +113,14 @@ double evaluate(Job& job, const std::string& label) {
       const size_t end = std::min(prompts.size(), begin + chunk);
       const std::vector<std::vector<int64_t>> part(prompts.begin() + long(begin),
                                                    prompts.begin() + long(end));
+      params.row_seeds.clear();
+      for (size_t i = begin; i < end; ++i) {
+        for (int64_t j = 0; j < params.n; ++j)
+          params.row_seeds.push_back(rollout::sample_seed(params.seed, places[i], j));
+      }
       const rollout::RolloutBatch batch = rollout::generate(job.student, part, params);
       for (int64_t r = 0; r < batch.response_ids.size(0); ++r) {
-        jobs.push_back({&job.eval_specs[begin + size_t(batch.group_ids[r].item<int64_t>())],
+        jobs.push_back({specs[begin + size_t(batch.group_ids[r].item<int64_t>())],
                         response_text(batch, r, *job.tokenizer.tokenizer)});
       }
     }
@@ -106,7 +130,8 @@ double evaluate(Job& job, const std::string& label) {
   double correct = 0;
   for (const reward::RewardResult& result : reward::score_async(jobs, config.reward).get())
     correct += result.correct;
-  const double accuracy = jobs.empty() ? 0.0 : correct / double(jobs.size());
+  const std::vector<double> totals = job.comm->sum({correct, double(jobs.size())});
+  const double accuracy = totals[1] == 0 ? 0.0 : totals[0] / totals[1];
   spdlog::info("eval ({}): avg@{} = {:.4f} on {} prompts ({:.1f} s)", label, config.eval.samples,
                accuracy, job.eval_records.size(), seconds_since(start));
   return accuracy;

@@ -1,10 +1,15 @@
 // The training loop of gopd train (see trainer.h): load the job, then per step draw the batch
 // and run the algorithm's step (rollout → scoring → objective → update, steps.h), then log,
-// evaluate and save. One process; data parallelism wraps it from outside.
+// evaluate and save. Several processes (dist/): every rank runs this loop on its share of each
+// step's prompts (every world_size-th one); rank 0 writes the run directory.
 #include "gopd/train/trainer.h"
 
+#include <cmath>
 #include <fstream>
+#include <map>
 #include <numeric>
+#include <optional>
+#include <set>
 
 #include <sys/resource.h>
 
@@ -12,10 +17,12 @@
 #include <nlohmann/json.hpp>
 
 #include "gopd/core/atomic_file.h"
+#include "gopd/core/error.h"
 #include "gopd/core/metrics.h"
 #include "gopd/core/rng.h"
 #include "gopd/core/run_directory.h"
 #include "gopd/core/runtime.h"
+#include "gopd/dist/data_parallel.h"
 #include "gopd/train/checkpoint.h"
 #include "gopd/train/job.h"
 #include "gopd/train/steps.h"
@@ -44,12 +51,94 @@ void trim_log(const std::string& path, int64_t step) {
   core::write_file_atomically(path, kept);
 }
 
+// How a metric of several ranks' shards becomes the batch's: counts add up, maxima and
+// minima are taken, a stage's seconds are the slowest rank's, throughputs add up, and the
+// rest are means over the ranks that report them, weighted by their prompts (exact for the
+// per-response means when the ranks hold as many responses, as they do when the batch divides
+// evenly). Keys the update already summed over the ranks are left as they are.
+// Ratios of sums (put_ratio, put_std: their sums under "~" + key) are recomputed from the sums
+// over all ranks, exactly; the "~" keys are dropped in any case.
+void reduce_line(const dist::Comm& comm, double weight, const std::vector<std::string>& global,
+                 nlohmann::json& line) {
+  nlohmann::json sums = nlohmann::json::object();
+  for (auto it = line.begin(); it != line.end();) {
+    if (it.key().rfind('~', 0) == 0) {
+      sums[it.key().substr(1)] = it.value();
+      it = line.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!comm.active()) return;
+  const std::set<std::string> kept(global.begin(), global.end());
+  nlohmann::json mine = {{"weight", weight}, {"values", nlohmann::json::object()}, {"sums", sums}};
+  for (const auto& [key, value] : line.items()) {
+    if (value.is_number() && !kept.count(key) && !sums.contains(key) && key != "step" &&
+        key != "epoch")
+      mine["values"][key] = value;
+  }
+  const auto ends_with = [](const std::string& text, const std::string& tail) {
+    return text.size() >= tail.size() && text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  const std::set<std::string> counts = {"lens/transferred", "lens/rebuilt_groups",
+                                        "lens/all_correct_rebuilt_groups",
+                                        "lens/purified_rollout_tokens"};
+  std::map<std::string, std::vector<std::pair<double, double>>> seen;  // key → (value, weight)
+  std::map<std::string, std::vector<double>> totals;                    // key → summed sums
+  const auto number = [](const nlohmann::json& value) {
+    return value.is_number() ? value.get<double>() : std::nan("");  // NaN is written as null
+  };
+  for (const std::string& text : comm.all_gather_text(mine.dump())) {
+    const nlohmann::json rank = nlohmann::json::parse(text);
+    for (const auto& [key, value] : rank["values"].items())
+      seen[key].emplace_back(number(value), rank["weight"].get<double>());
+    for (const auto& [key, value] : rank["sums"].items()) {
+      std::vector<double>& total = totals[key];
+      total.resize(value.size(), 0.0);
+      for (size_t i = 0; i < value.size(); ++i) total[i] += number(value[i]);
+    }
+  }
+  for (const auto& [key, total] : totals) {
+    if (total.size() == 2) {
+      line[key] = total[0] / total[1];
+    } else {
+      const double mean = total[0] / total[2];
+      line[key] = std::sqrt(std::max(0.0, total[1] / total[2] - mean * mean));
+    }
+  }
+  for (const auto& [key, values] : seen) {
+    double result = 0;
+    if (counts.count(key) || ends_with(key, "/responses") || ends_with(key, "_per_s")) {
+      for (const auto& [value, w] : values) result += value;
+    } else if (ends_with(key, "_max") || key.rfind("perf/", 0) == 0) {
+      result = values.front().first;
+      for (const auto& [value, w] : values) result = std::max(result, value);
+    } else if (ends_with(key, "_min")) {
+      result = values.front().first;
+      for (const auto& [value, w] : values) result = std::min(result, value);
+    } else {
+      double weights = 0;
+      for (const auto& [value, w] : values) {
+        result += value * w;
+        weights += w;
+      }
+      result = weights > 0 ? result / weights : values.front().first;
+    }
+    const bool integer = line.contains(key) && line[key].is_number_integer();
+    if (integer) {
+      line[key] = int64_t(std::llround(result));
+    } else {
+      line[key] = result;
+    }
+  }
+}
+
 class Trainer {
  public:
   Trainer(const core::Config& config, const TrainOptions& options)
       : job_(load_job(config, options)),
         updater_(job_.student->parameters(), config.optim, job_.total_steps,
-                 config.train.max_nonfinite_steps, job_.agg) {
+                 config.train.max_nonfinite_steps, job_.agg, job_.comm) {
     updater_.set_autocast(job_.device.type(), job_.mixed_precision);
   }
 
@@ -62,6 +151,9 @@ class Trainer {
   std::vector<size_t> next_batch(std::vector<size_t>& order);
   void log_step(int64_t step, const nlohmann::json& line) const;
   void save(int64_t step);
+  // The step of a rank with none of the batch's prompts: its part in the update's collectives.
+  void idle_step(int64_t step, nlohmann::json& line);
+  bool leader() const { return job_.comm->leader(); }
 
   Job job_;
   Updater updater_;
@@ -73,12 +165,14 @@ class Trainer {
 // were at the checkpoint.
 void Trainer::restore() {
   if (job_.resume_from.empty()) return;
-  restore_optimizer_and_rng(job_.resume_from, updater_.optimizer());
+  updater_.restore(job_.resume_from);
   const CheckpointState& state = job_.state;
   updater_.counters() = {state.optimizer_steps, state.skipped_steps, state.nonfinite_in_a_row};
   summary_.resumed_from_step = state.step;
-  trim_log(run_.metrics_path, state.step);
-  trim_log(run_.path + "/lens_dump.jsonl", state.step);
+  if (leader()) {
+    trim_log(run_.metrics_path, state.step);
+    trim_log(run_.path + "/lens_dump.jsonl", state.step);
+  }
   spdlog::info("resumed from {} (step {}, epoch {}, record {} of the epoch)", job_.resume_from,
                state.step, state.epoch, state.cursor);
 }
@@ -125,36 +219,70 @@ void Trainer::save(int64_t step) {
   state.skipped_steps = updater_.counters().skipped;
   state.nonfinite_in_a_row = updater_.counters().nonfinite_in_a_row;
   const std::string checkpoints = run_.path + "/checkpoints";
-  summary_.final_model = save_checkpoint(checkpoints, state, job_.student, updater_.optimizer(),
+  // With ZeRO-1 every rank hands in its slice of the optimizer state; rank 0 writes.
+  torch::optim::AdamW& optimizer = updater_.optimizer_for_checkpoint();
+  summary_.final_model = checkpoints + "/step_" + std::to_string(step);
+  if (!leader()) return;
+  summary_.final_model = save_checkpoint(checkpoints, state, job_.student, optimizer,
                                          job_.cfg().student.path, job_.save_dtype);
   spdlog::info("saved {}", summary_.final_model);
   prune_checkpoints(checkpoints, job_.cfg().train.keep_last);
 }
 
+void Trainer::idle_step(int64_t step, nlohmann::json& line) {
+  const UpdateShape shape = job_.algorithm == Algorithm::sft
+                                ? UpdateShape()
+                                : update_shape(job_.cfg().optim, 0, 1);
+  updater_.update(
+      step, torch::zeros({0, 1}, torch::TensorOptions().device(job_.device)), shape,
+      [](int64_t, int64_t) -> objective::LossOutput {
+        core::throw_runtime_failure("idle rank asked for a loss");
+      },
+      line);
+}
+
 TrainSummary Trainer::run() {
   const core::Config& config = job_.cfg();
-  run_ = core::prepare_run(config);
+  run_ = core::prepare_run(config, leader());
+  if (!leader() && spdlog::get_level() < spdlog::level::warn) {
+    spdlog::set_level(spdlog::level::warn);  // rank 0 tells the story; the others warn and fail
+  }
   restore();
   summary_.run_directory = run_.path;
-  core::MetricsSink sink(run_.metrics_path);
+  std::optional<core::MetricsSink> sink;
+  if (leader()) sink.emplace(run_.metrics_path);
+  const auto write = [&](const nlohmann::json& line) {
+    if (sink) sink->write(line);
+  };
   spdlog::info("{}: {} steps, {} prompts/step × {} samples, objective {}, kernels {}",
                config.algorithm, job_.total_steps, config.rollout.batch_prompts, config.rollout.n,
                job_.algorithm == Algorithm::sft ? "sft" : config.gopd.objective,
                config.kernels.impl);
   if (config.train.eval_every > 0 && job_.state.step == 0) {
     const double initial_accuracy = evaluate(job_, "step 0");
-    if (initial_accuracy >= 0) sink.write({{"step", 0}, {"eval/accuracy", initial_accuracy}});
+    if (initial_accuracy >= 0) write({{"step", 0}, {"eval/accuracy", initial_accuracy}});
   }
   StepContext context{job_, updater_, run_.path};
   std::vector<size_t> order =
       job_.state.epoch >= 0 ? epoch_order(job_.state.epoch) : std::vector<size_t>();
   if (job_.state.epoch < 0) job_.state.cursor = 0;
   for (int64_t step = job_.state.step; step < job_.total_steps; ++step) {
-    const std::vector<size_t> indices = next_batch(order);
+    // This rank's share of the batch: every world_size-th prompt, from its rank on.
+    const std::vector<size_t> batch_indices = next_batch(order);
+    std::vector<size_t> indices;
+    context.positions.clear();
+    context.lens_dump.clear();
+    for (size_t p = size_t(job_.world.rank); p < batch_indices.size();
+         p += size_t(job_.world.world_size)) {
+      indices.push_back(batch_indices[p]);
+      context.positions.push_back(int64_t(p));
+    }
     const auto step_start = Clock::now();
     core::reset_peak_gpu_memory(job_.device_name);
     nlohmann::json line = {{"step", step + 1}, {"epoch", job_.state.epoch}};
-    if (job_.rlvr()) {
+    if (indices.empty()) {
+      idle_step(step, line);
+    } else if (job_.rlvr()) {
       rlvr_step(context, step, indices, line);
     } else {
       std::vector<data::Record> batch;
@@ -167,12 +295,30 @@ TrainSummary Trainer::run() {
     }
     line["perf/step_s"] = seconds_since(step_start);
     line["perf/peak_rss_mb"] = peak_rss_mb();
+    reduce_line(*job_.comm, double(indices.size()), updater_.global_keys(), line);
+    if (job_.comm->active()) line["dist/world_size"] = job_.world.world_size;
+    if (job_.comm->active() && job_.algorithm == Algorithm::lens) {
+      // LENS's dump lines of every rank, in rank order.
+      std::string dump;
+      for (const std::string& part : job_.comm->all_gather_text(context.lens_dump)) dump += part;
+      context.lens_dump = dump;
+    }
+    if (leader() && !context.lens_dump.empty()) {
+      std::ofstream out(run_.path + "/lens_dump.jsonl", std::ios::app);
+      out << context.lens_dump;
+      if (!out) core::throw_runtime_failure(run_.path + "/lens_dump.jsonl: cannot write");
+    }
+    const int64_t check_every = config.train.check_sync_every;
+    if (check_every > 0 && (step + 1) % check_every == 0) {
+      dist::check_weights_in_sync(*job_.comm, job_.student->parameters(), step + 1);
+    }
     const bool last = step + 1 == job_.total_steps;
     if (config.train.eval_every > 0 && (step + 1) % config.train.eval_every == 0 && !last) {
       line["eval/accuracy"] = evaluate(job_, "step " + std::to_string(step + 1));
     }
-    sink.write(line);
-    if ((step + 1) % std::max<int64_t>(1, config.run.log_every) == 0 || last) log_step(step, line);
+    write(line);
+    if (leader() && ((step + 1) % std::max<int64_t>(1, config.run.log_every) == 0 || last))
+      log_step(step, line);
     if (config.train.save_every > 0 && (step + 1) % config.train.save_every == 0 && !last)
       save(step + 1);
   }
@@ -181,7 +327,7 @@ TrainSummary Trainer::run() {
   summary_.skipped_steps = updater_.counters().skipped;
   summary_.final_eval_accuracy = evaluate(job_, "final");
   if (summary_.final_eval_accuracy >= 0) {
-    sink.write({{"step", job_.total_steps}, {"eval/accuracy", summary_.final_eval_accuracy}});
+    write({{"step", job_.total_steps}, {"eval/accuracy", summary_.final_eval_accuracy}});
   }
   return summary_;
 }

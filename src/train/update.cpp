@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "gopd/core/error.h"
+#include "gopd/train/checkpoint.h"
 #include "gopd/train/lr_schedule.h"
 
 namespace gopd::train {
@@ -23,8 +24,22 @@ class MetricAccumulator {
   void add(const std::map<std::string, torch::Tensor>& metrics, double weight) {
     for (const auto& [key, value] : metrics) sums_[key] += weight * value.item<double>();
   }
-  void put(nlohmann::json& line) const {
-    for (const auto& [key, value] : sums_) line[key] = value;
+  void put(nlohmann::json& line, std::vector<std::string>& keys) const {
+    for (const auto& [key, value] : sums_) {
+      line[key] = value;
+      keys.push_back(key);
+    }
+  }
+  // Every rank's sums added up (a rank may lack keys: one with no rows has none).
+  void reduce(const dist::Comm& comm) {
+    if (!comm.active()) return;
+    std::map<std::string, double> total;
+    for (const std::string& text : comm.all_gather_text(nlohmann::json(sums_).dump())) {
+      const nlohmann::json rank = nlohmann::json::parse(text);
+      for (const auto& [key, value] : rank.items())
+        total[key] += value.is_number() ? value.get<double>() : std::nan("");  // NaN reads null
+    }
+    sums_ = std::move(total);
   }
 
  private:
@@ -49,22 +64,53 @@ UpdateShape update_shape(const core::OptimConfig& optim, int64_t rows, int64_t w
 }
 
 Updater::Updater(std::vector<torch::Tensor> parameters, const core::OptimConfig& optim,
-                 int64_t total_steps, int64_t max_nonfinite_steps, objective::LossAgg agg)
+                 int64_t total_steps, int64_t max_nonfinite_steps, objective::LossAgg agg,
+                 std::shared_ptr<const dist::Comm> comm)
     : parameters_(std::move(parameters)),
       optim_(optim),
       total_steps_(total_steps),
       max_nonfinite_steps_(max_nonfinite_steps),
       agg_(agg),
-      optimizer_(std::make_unique<torch::optim::AdamW>(parameters_,
-                                                       torch::optim::AdamWOptions(optim.lr)
-                                                           .betas({optim.beta1, optim.beta2})
-                                                           .eps(optim.eps)
-                                                           .weight_decay(optim.weight_decay))) {}
+      comm_(comm ? std::move(comm) : std::make_shared<const dist::Comm>()) {
+  const auto options = torch::optim::AdamWOptions(optim.lr)
+                           .betas({optim.beta1, optim.beta2})
+                           .eps(optim.eps)
+                           .weight_decay(optim.weight_decay);
+  optimizer_ = std::make_unique<torch::optim::AdamW>(parameters_, options);
+  if (optim.shard_optimizer) {
+    sharded_ = std::make_unique<dist::ShardedAdamW>(parameters_, options, comm_);
+  } else {
+    reduce_ = std::make_unique<dist::GradientAllReduce>(parameters_, comm_);
+  }
+}
+
+torch::optim::AdamW& Updater::optimizer_for_checkpoint() {
+  if (sharded_) {
+    optimizer_->state().clear();
+    sharded_->export_state(*optimizer_);
+  }
+  return *optimizer_;
+}
+
+void Updater::restore(const std::string& checkpoint_directory) {
+  restore_optimizer_and_rng(checkpoint_directory, *optimizer_);
+  if (sharded_) {
+    sharded_->import_state(*optimizer_);
+    optimizer_->state().clear();  // the slices are the state now
+  }
+}
+
+int64_t Updater::optimizer_state_bytes() const {
+  if (sharded_) return sharded_->state_bytes();
+  int64_t bytes = 0;
+  for (const torch::Tensor& parameter : parameters_)
+    bytes += 2 * parameter.numel() * int64_t(parameter.element_size());
+  return bytes;
+}
 
 void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape& shape,
                      const MicroBatchLoss& loss_of, nlohmann::json& line) {
   const int64_t rows = mask.size(0);
-  const double updates = double(shape.epochs * shape.mini_batches);
   // Each micro-batch's loss is weighted by its share of what the mini-batch's loss averages
   // over (tokens, or sequences with at least one token), so that accumulation gives the loss
   // of the whole mini-batch in one piece.
@@ -73,15 +119,29 @@ void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape&
     const torch::Tensor part = mask.slice(0, begin, end);
     return by_tokens ? part.sum().item<double>() : (part.sum(1) > 0).sum().item<double>();
   };
+  // Several ranks: every rank makes as many updates (a rank short of rows makes some from an
+  // empty slice, with a zero gradient), and shares are of the mini-batch's count over all ranks.
+  const int64_t mini_batches =
+      comm_->active() ? int64_t(comm_->max(double(shape.mini_batches))) : shape.mini_batches;
+  const double updates = double(shape.epochs * mini_batches);
+  std::vector<double> global_units;
+  for (int64_t part = 0; part < mini_batches; ++part)
+    global_units.push_back(units(rows * part / mini_batches, rows * (part + 1) / mini_batches));
+  global_units = comm_->sum(global_units);
+  if (reduce_) reduce_->reset_time();
+  if (sharded_) {
+    sharded_->reset_time();
+    optimizer_->state().clear();  // a checkpoint's export, no longer needed
+  }
   MetricAccumulator metrics;
   double grad_norm_sum = 0;
   int64_t applied = 0;
   for (int64_t epoch = 0; epoch < shape.epochs; ++epoch) {
-    for (int64_t part = 0; part < shape.mini_batches; ++part) {
+    for (int64_t part = 0; part < mini_batches; ++part) {
       // Mini-batch `part`: a contiguous slice of the rows (the rows of one prompt stay together).
-      const int64_t first = rows * part / shape.mini_batches;
-      const int64_t last = rows * (part + 1) / shape.mini_batches;
-      const double part_units = std::max(1.0, units(first, last));
+      const int64_t first = rows * part / mini_batches;
+      const int64_t last = rows * (part + 1) / mini_batches;
+      const double part_units = std::max(1.0, global_units[size_t(part)]);
       optimizer_->zero_grad();
       double loss = 0;
       for (int64_t begin = first; begin < last; begin += shape.micro) {
@@ -97,12 +157,18 @@ void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape&
         loss += share * output.loss.item<double>();
         metrics.add(output.metrics, share / updates);
       }
+      loss = comm_->sum(loss);
       double grad_norm = 0;
       if (apply(step, loss, grad_norm)) ++applied;
       grad_norm_sum += grad_norm;
     }
   }
-  metrics.put(line);
+  metrics.reduce(*comm_);
+  global_keys_ = {"optim/lr", "optim/grad_norm", "optim/updates", "optim/skipped"};
+  metrics.put(line, global_keys_);
+  if (comm_->active()) {
+    line["perf/allreduce_s"] = reduce_ ? reduce_->seconds() : sharded_->seconds();
+  }
   line["optim/lr"] = learning_rate(optim_, step, total_steps_);
   line["optim/grad_norm"] = grad_norm_sum / updates;
   line["optim/updates"] = applied;
@@ -116,9 +182,15 @@ bool Updater::apply(int64_t step, double loss, double& grad_norm) {
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   const double max_norm =
       optim_.grad_clip > 0 ? optim_.grad_clip : std::numeric_limits<double>::infinity();
-  grad_norm = torch::nn::utils::clip_grad_norm_(parameters_, max_norm);
+  if (sharded_) {
+    grad_norm = sharded_->reduce_gradients();
+  } else {
+    reduce_->run();
+    grad_norm = torch::nn::utils::clip_grad_norm_(parameters_, max_norm);
+  }
   if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
     optimizer_->zero_grad();
+    if (sharded_) sharded_->discard_gradient();
     ++counters_.nonfinite_in_a_row;
     ++counters_.skipped;
     spdlog::warn("step {}: non-finite {} — update skipped ({} in a row)", step + 1,
@@ -131,7 +203,14 @@ bool Updater::apply(int64_t step, double loss, double& grad_norm) {
     return false;
   }
   counters_.nonfinite_in_a_row = 0;
-  optimizer_->step();
+  if (sharded_) {
+    // clip_grad_norm_'s rule on the global norm of the reduce-scattered gradient.
+    const double factor = max_norm / (grad_norm + 1e-6);
+    if (factor < 1) sharded_->scale_gradient(factor);
+    sharded_->step(lr);
+  } else {
+    optimizer_->step();
+  }
   ++counters_.applied;
   return true;
 }

@@ -51,7 +51,8 @@ struct Fakes {
       for (const auto& p : prompts) out.emplace_back(p.size(), -1.0);
       return out;
     };
-    h.sample = [this](const lens::Prompts& prompts) {
+    h.sample = [this](const std::vector<int64_t>& groups, const lens::Prompts& prompts) {
+      EXPECT_EQ(groups.size(), prompts.size());
       ++sampled;
       EXPECT_EQ(prompts, (lens::Prompts{{10, 11, 12, 14, 15}}));
       lens::Samples s;

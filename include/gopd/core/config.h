@@ -30,6 +30,9 @@ struct RunConfig {
   std::string device = "auto";
   std::string log_level = "info";
   int64_t log_every = 1;  // steps between console/metrics lines
+  // Multi-process jobs: a collective (or the rendezvous) that waits longer than this fails the
+  // rank, so a dead rank stops the job instead of hanging it.
+  double dist_timeout_s = 600;
   void visit(ConfigVisitor& visitor);
   void validate() const;
 };
@@ -137,6 +140,9 @@ struct OptimConfig {
   // this many padded tokens (rows × the batch's prompt + response width), at least one;
   // overrides micro_batch_size. 0 = off.
   int64_t micro_batch_tokens = 0;
+  // Multi-process jobs (ZeRO-1): AdamW's state and update sharded across the ranks, gradients
+  // reduce-scattered and updated weights all-gathered; off = every rank keeps the whole state.
+  bool shard_optimizer = false;
   void visit(ConfigVisitor& visitor);
 };
 
@@ -161,6 +167,9 @@ struct TrainConfig {
   std::string precision = "auto";
   // Dtype of the saved model.safetensors: auto = student.dtype (the weights as trained).
   std::string save_dtype = "auto";
+  // Multi-process jobs: every this many steps the ranks compare a hash of their weights and
+  // stop with an error naming the ranks that drifted apart; 0 = never.
+  int64_t check_sync_every = 50;
   void visit(ConfigVisitor& visitor);
 };
 

@@ -18,7 +18,9 @@ struct RunDirectory {
 };
 
 // Creates the directory (and parents), writes the resolved config atomically, attaches
-// log.txt to the logger, seeds LibTorch and C RNGs from run.seed and sets run.threads.
-RunDirectory prepare_run(const Config& config);
+// log.txt to the logger, seeds LibTorch and C RNGs from run.seed and sets run.threads. With
+// `write` false (the ranks of a multi-process job other than rank 0) only the paths are set and
+// the process-wide settings applied: nothing is written.
+RunDirectory prepare_run(const Config& config, bool write = true);
 
 }  // namespace gopd::core

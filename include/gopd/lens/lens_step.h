@@ -35,8 +35,9 @@ struct LensHooks {
   // log π(x_j | x_<j) of each prompt's own tokens (position 0: 0) under the policy and π_ref.
   std::function<std::vector<std::vector<double>>(const Prompts&)> policy_prompt_logprobs;
   std::function<std::vector<std::vector<double>>(const Prompts&)> reference_prompt_logprobs;
-  // n responses per prompt from the current policy.
-  std::function<Samples(const Prompts&)> sample;
+  // n responses per prompt from the current policy; prompt k purifies batch group `groups[k]`
+  // (whose position in the batch seeds its samples, whatever the rank that holds it).
+  std::function<Samples(const std::vector<int64_t>& groups, const Prompts&)> sample;
   // The rewards of `responses`, response r answering the record of batch group `groups[r]`.
   std::function<std::vector<reward::RewardResult>(const std::vector<int64_t>& groups,
                                                   const Prompts& responses)>

@@ -15,6 +15,7 @@
 #include "gopd/core/config.h"
 #include "gopd/data/jsonl.h"
 #include "gopd/data/prompt_encoding.h"
+#include "gopd/dist/comm.h"
 #include "gopd/kernels/ops.h"
 #include "gopd/lens/lens_step.h"
 #include "gopd/model/transformer.h"
@@ -45,6 +46,8 @@ struct Job {
   data::PromptFormat format;
   int64_t pad_id = 0;  // the tokenizer's, 0 without one
 
+  dist::World world;                    // this process's rank in the job (one process: 0 of 1)
+  std::shared_ptr<const dist::Comm> comm;  // the job's collectives (identities in one process)
   torch::Device device{torch::kCPU};  // the student's (run.device), where the update runs
   std::string device_name = "cpu";
   bool mixed_precision = false;  // train.precision: bf16 autocast on the student's device

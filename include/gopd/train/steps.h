@@ -33,7 +33,11 @@ void mark_gpu_phase(const Job& job, const std::string& phase, nlohmann::json& li
 struct StepContext {
   Job& job;
   Updater& updater;
-  std::string run_path;  // the run directory (lens_dump.jsonl)
+  std::string run_path;  // the run directory
+  // This rank's prompts: their positions in the step's global batch (one process: 0, 1, …),
+  // which seed their samples so that a prompt gets the same ones on whichever rank holds it.
+  std::vector<int64_t> positions;
+  std::string lens_dump;  // lens_dump.jsonl lines of the step (the trainer writes them)
 };
 
 // sft: cross-entropy on the records' solutions (prompt tokens masked).
@@ -51,16 +55,18 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
 std::vector<std::vector<int64_t>> encode_prompts(const Job& job,
                                                  const std::vector<data::Record>& records);
 rollout::GenerationParams generation_params(const Job& job, uint64_t seed);
-// n responses per prompt by the current student (no grad), with the job's rollout sampling.
+// n responses per prompt by the current student (no grad), with the job's rollout sampling;
+// prompt i's samples are seeded by `positions[i]` (empty = i).
 rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& prompts,
-                             uint64_t seed, int64_t n);
+                             uint64_t seed, int64_t n, const std::vector<int64_t>& positions = {});
 // Row `row` of a rollout without padding: its tokens, the sampler's log-probs, its text.
 std::vector<int64_t> response_tokens(const rollout::RolloutBatch& batch, int64_t row);
 std::vector<float> response_logprobs_of(const rollout::RolloutBatch& batch, int64_t row);
 std::string response_text(const rollout::RolloutBatch& batch, int64_t row,
                           const tokenizer::Tokenizer& tokenizer);
 
-// avg@k of the student on the job's eval set (−1 without one), logged with `label`.
+// avg@k of the student on the job's eval set (−1 without one), logged with `label`. Several
+// ranks share the prompts and sum their counts (a collective: every rank calls it).
 double evaluate(Job& job, const std::string& label);
 
 }  // namespace gopd::train

@@ -2,18 +2,24 @@
 // batch, each accumulating micro-batch gradients weighted by their share of what the loss
 // averages over (tokens, or sequences with at least one token), then a clipped, checked AdamW
 // step at the schedule's learning rate. It knows nothing of the algorithm: the loss of rows
-// [begin, end) is a call it is handed.
+// [begin, end) is a call it is handed. In a multi-process job (dist/data_parallel.h) each rank
+// updates from its shard of the batch: the micro-batch shares are taken of the global count,
+// the gradients summed over ranks before the clip, and the metrics summed the same way, so N
+// ranks make the update (and log the numbers) one process would.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
 #include "gopd/core/config.h"
+#include "gopd/dist/comm.h"
+#include "gopd/dist/data_parallel.h"
 #include "gopd/objective/loss_output.h"
 #include "gopd/objective/policy_loss.h"
 
@@ -46,8 +52,11 @@ struct UpdateCounters {
 
 class Updater {
  public:
+  // `comm`: the job's ranks (nullptr = one process); optim.shard_optimizer shards AdamW (ZeRO-1)
+  // across them.
   Updater(std::vector<torch::Tensor> parameters, const core::OptimConfig& optim,
-          int64_t total_steps, int64_t max_nonfinite_steps, objective::LossAgg agg);
+          int64_t total_steps, int64_t max_nonfinite_steps, objective::LossAgg agg,
+          std::shared_ptr<const dist::Comm> comm = nullptr);
 
   // The updates of step `step` over a batch whose response tokens are `mask` (B, T); writes
   // loss and optimizer metrics (micro-batch metrics averaged by share) into `line`.
@@ -61,7 +70,16 @@ class Updater {
     autocast_ = enabled;
   }
 
-  torch::optim::AdamW& optimizer() { return *optimizer_; }
+  // The whole-model AdamW state as a checkpoint saves it: the optimizer itself, or with ZeRO-1
+  // one assembled from every rank's slice (a collective: every rank calls it).
+  torch::optim::AdamW& optimizer_for_checkpoint();
+  // Restores that state from a checkpoint (and LibTorch's CPU generator).
+  void restore(const std::string& checkpoint_directory);
+  // Bytes of AdamW state this rank holds.
+  int64_t optimizer_state_bytes() const;
+  // The keys of the last update's line that hold numbers of the whole batch (summed over ranks
+  // already): the loss and objective metrics and optim/*.
+  const std::vector<std::string>& global_keys() const { return global_keys_; }
   UpdateCounters& counters() { return counters_; }
 
  private:
@@ -73,8 +91,12 @@ class Updater {
   int64_t total_steps_;
   int64_t max_nonfinite_steps_;
   objective::LossAgg agg_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::shared_ptr<const dist::Comm> comm_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;   // every parameter (also ZeRO-1's export)
+  std::unique_ptr<dist::ShardedAdamW> sharded_;      // ZeRO-1
+  std::unique_ptr<dist::GradientAllReduce> reduce_;  // several ranks, no ZeRO-1
   UpdateCounters counters_;
+  std::vector<std::string> global_keys_;
   c10::DeviceType autocast_device_ = c10::DeviceType::CPU;
   bool autocast_ = false;
 };
