@@ -27,6 +27,7 @@ Command add_generate_command(CLI::App& parent);
 Command add_eval_command(CLI::App& parent);
 Command add_bench_command(CLI::App& parent);  // bench kernels
 Command add_train_command(CLI::App& parent);
+Command add_launch_command(CLI::App& parent);  // multi-process jobs
 // @@register-declarations@@
 
 }  // namespace gopd::cli

@@ -173,6 +173,7 @@ void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape&
   line["optim/grad_norm"] = grad_norm_sum / updates;
   line["optim/updates"] = applied;
   line["perf/micro_batch_rows"] = std::min(shape.micro, std::max<int64_t>(rows, 1));
+  line["perf/optimizer_state_mb"] = double(optimizer_state_bytes()) / 1e6;  // AdamW's, this rank
   if (applied < int64_t(updates)) line["optim/skipped"] = int64_t(updates) - applied;
 }
 

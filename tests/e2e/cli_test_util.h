@@ -4,7 +4,11 @@
 
 #include <sys/wait.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -89,6 +93,43 @@ inline int tokenizer_and_models(const std::filesystem::path& dir, const std::str
     code = run_cli(tiny_model_args(d + "/tok", d + "/" + models[i], int(i) + 1), dir);
   }
   return code;
+}
+
+// The float32 tensors of a model.safetensors file, name → values (empty if it cannot be read).
+inline std::map<std::string, std::vector<float>> read_f32_safetensors(const std::filesystem::path& path) {
+  std::map<std::string, std::vector<float>> tensors;
+  const std::string bytes = read_file(path);
+  if (bytes.size() < 8) return tensors;
+  uint64_t header_size = 0;
+  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | uint8_t(bytes[size_t(i)]);
+  if (8 + header_size > bytes.size()) return tensors;
+  const nlohmann::json header = nlohmann::json::parse(bytes.substr(8, header_size), nullptr, false);
+  if (!header.is_object()) return tensors;
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__" || entry.value("dtype", "") != "F32") continue;
+    const size_t begin = entry["data_offsets"][0].get<size_t>();
+    const size_t end = entry["data_offsets"][1].get<size_t>();
+    std::vector<float> values((end - begin) / sizeof(float));
+    std::memcpy(values.data(), bytes.data() + 8 + header_size + begin, end - begin);
+    tensors[name] = std::move(values);
+  }
+  return tensors;
+}
+
+// The largest absolute difference between two models' float32 weights (infinity when their
+// tensors differ in names or sizes, or a file cannot be read).
+inline double max_weight_difference(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const auto left = read_f32_safetensors(a);
+  const auto right = read_f32_safetensors(b);
+  if (left.empty() || left.size() != right.size()) return INFINITY;
+  double largest = 0;
+  for (const auto& [name, values] : left) {
+    const auto other = right.find(name);
+    if (other == right.end() || other->second.size() != values.size()) return INFINITY;
+    for (size_t i = 0; i < values.size(); ++i)
+      largest = std::max(largest, double(std::fabs(values[i] - other->second[i])));
+  }
+  return largest;
 }
 
 inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& path) {
