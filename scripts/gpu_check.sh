@@ -24,6 +24,9 @@
 #   scripts/gpu_check.sh --full   adds the 1.7B-shaped step and the 4B-shaped ExOPD step with
 #                                 8k-token responses (activation checkpointing, 16k-token
 #                                 micro-batches): does it fit, at what peak memory (~6 min)
+#   --nproc N                     data parallel over N GPUs (default: all, up to 8; needs 2+):
+#                                 the tiny gopd job by N NCCL ranks against one GPU, and
+#                                 `gopd bench train --nproc N` (1 vs N ranks, ZeRO-1 off/on)
 # Device call, e.g.: carry [".gpu_bundle"], command "bash scripts/gpu_check.sh", timeout 600.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,8 +66,14 @@ if [[ ${1:-} == --bundle ]]; then
   exit 0
 fi
 full=0
-if [[ ${1:-} == --full ]]; then full=1; shift; fi
-[[ $# -eq 0 ]] || die "usage: gpu_check.sh [--full] | --bundle [BUILD_DIR]"
+nproc=""  # data-parallel ranks (NCCL): default every GPU, up to 8
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --full) full=1; shift ;;
+    --nproc) nproc=${2:-}; shift 2 ;;
+    *) die "usage: gpu_check.sh [--full] [--nproc N] | --bundle [BUILD_DIR]" ;;
+  esac
+done
 
 # ---- on the GPU machine ----
 status=0
@@ -174,6 +183,36 @@ check parity-gopd-full-vocab parity gopd-fv 1 --set gopd.objective=full_vocab --
 check parity-grpo parity grpo 1 --set algorithm=grpo --set grpo.kl_beta=0.05
 check parity-lens parity lens 1 --set algorithm=lens
 check parity-activation-checkpointing parity ckpt 1 --set train.activation_checkpointing=true
+
+# Data parallel over NCCL: N ranks (one GPU each) against the one-GPU run of the same job.
+gpus=$("$python" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)
+nproc=${nproc:-$(( gpus < 8 ? gpus : 8 ))}
+dp_parity() {  # dp_parity N: step-1 metrics of N ranks vs the one-GPU fp32 run (gopd-cuda)
+  timeout 300 "$gopd" launch --nproc "$1" -- train "$work/job.yaml" --set run.name=dp-nccl --set train.max_steps=1 \
+    --set rollout.batch_prompts=$((8 * $1)) --set run.device=cuda --set train.precision=fp32 > "$work/dp.log" 2>&1 ||
+    { tail -20 "$work/dp.log"; return 1; }
+  timeout 300 "$gopd" train "$work/job.yaml" --set run.name=dp-one --set train.max_steps=1 \
+    --set rollout.batch_prompts=$((8 * $1)) --set run.device=cuda --set train.precision=fp32 > "$work/dp-one.log" 2>&1 ||
+    { tail -5 "$work/dp-one.log"; return 1; }
+  "$python" - "$work/runs" <<'PY'
+import json, sys
+one = json.loads(open(f"{sys.argv[1]}/dp-one/metrics.jsonl").readline())
+many = json.loads(open(f"{sys.argv[1]}/dp-nccl/metrics.jsonl").readline())
+keys = ("loss/policy", "optim/grad_norm", "rollout/entropy", "gopd/reverse_kl_estimate")
+ok = all(abs(one[k] - many[k]) <= 1e-3 * max(1.0, abs(one[k])) for k in keys)
+print(json.dumps({"check": "nccl_vs_one_gpu", "ranks": many.get("dist/world_size"),
+                  "one_gpu": {k: one[k] for k in keys}, "nccl": {k: many[k] for k in keys},
+                  "allreduce_s": many.get("perf/allreduce_s"), "within_1e-3": ok}))
+sys.exit(0 if ok else 1)
+PY
+}
+if [[ $device_under_test == cuda && $nproc -ge 2 ]]; then
+  check dp-nccl-parity dp_parity "$nproc"
+  check bench-dp-nccl timeout 400 "$gopd" bench train --nproc "$nproc" --device cuda --steps 2 \
+    --batch-prompts $((8 * nproc)) --max-new-tokens 64 --hidden 256 --layers 4 --threads 4
+else
+  echo "data parallel (NCCL): skipped ($gpus GPU visible; needs 2 or more)"
+fi
 
 # ExOPD steps of real shapes (random weights, vocab 151,936) and the transformers baseline.
 bench_shape() {  # bench_shape SHAPE PROMPTS TOKENS [extra bench options]

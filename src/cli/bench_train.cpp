@@ -25,6 +25,8 @@
 #include <torch/torch.h>
 
 #include "gopd/core/config.h"
+#include "gopd/core/config_loader.h"
+#include "gopd/core/error.h"
 #include "gopd/core/cpu_memory_tracker.h"
 #include "gopd/core/runtime.h"
 #include "gopd/data/jsonl.h"
@@ -69,6 +71,7 @@ struct TrainBenchOptions {
   std::string keep;            // keep the built models and data here (for the transformers run)
   bool skip_objective = false;  // skip the full-vocab objective measurement
   bool memory_only = false;     // only the update-memory comparison (run_memory_bench)
+  int64_t nproc = 0;            // > 0: only the data-parallel comparison, 1 vs nproc ranks
 };
 
 // A Qwen3 shape by name; vocab 151,936 and head_dim 128 as the released configs.
@@ -148,9 +151,9 @@ void build_inputs(const fs::path& directory, const TrainBenchOptions& options, s
 
 // Runs `steps + 1` G-OPD steps and returns the mean of each perf/ metric over the steps after
 // the first (warm-up).
-std::map<std::string, double> measure_steps(const fs::path& directory, const TrainBenchOptions& options,
-                                            const std::string& student, const std::string& teacher,
-                                            const std::string& data, double lambda) {
+core::Config bench_config(const fs::path& directory, const TrainBenchOptions& options,
+                          const std::string& student, const std::string& teacher,
+                          const std::string& data, double lambda) {
   core::Config config;
   config.algorithm = "gopd";
   config.run.name = "lambda-" + std::to_string(lambda);
@@ -177,10 +180,15 @@ std::map<std::string, double> measure_steps(const fs::path& directory, const Tra
   config.train.max_steps = options.steps + options.warmup;
   config.resolve();
   config.validate();
-  const train::TrainSummary summary = train::run_training(config);
+  return config;
+}
+
+// The perf/* averages of a run's metrics.jsonl over the steps after the warm-up.
+std::map<std::string, double> average_perf(const std::string& run_directory,
+                                           const TrainBenchOptions& options) {
   std::map<std::string, double> sums;
   int64_t counted = 0;
-  std::ifstream metrics(summary.run_directory + "/metrics.jsonl");
+  std::ifstream metrics(run_directory + "/metrics.jsonl");
   for (std::string text; std::getline(metrics, text);) {
     const nlohmann::json line = nlohmann::json::parse(text);
     if (line.value("step", 0) <= options.warmup) continue;
@@ -193,6 +201,83 @@ std::map<std::string, double> measure_steps(const fs::path& directory, const Tra
   }
   for (auto& [key, value] : sums) value /= double(std::max<int64_t>(counted, 1));
   return sums;
+}
+
+std::map<std::string, double> measure_steps(const fs::path& directory, const TrainBenchOptions& options,
+                                            const std::string& student, const std::string& teacher,
+                                            const std::string& data, double lambda) {
+  const core::Config config = bench_config(directory, options, student, teacher, data, lambda);
+  const train::TrainSummary summary = train::run_training(config);
+  return average_perf(summary.run_directory, options);
+}
+
+// Data parallel on this machine: the same G-OPD job (λ = 1.25, global batch as given) run by
+// 1 rank and by `nproc` ranks through `gopd launch`, each rank with --threads threads, with
+// ZeRO-1 off and on: step and update time, the all-reduce's share, tokens/s per rank, and the
+// AdamW state a rank holds. The one-rank run is the baseline of each line; one rank with as
+// many threads as the N ranks have together is measured too (the same cores, one process).
+void run_data_parallel_bench(const fs::path& directory, const TrainBenchOptions& options,
+                             const std::string& student, const std::string& teacher,
+                             const std::string& data) {
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
+  std::map<std::string, double> baseline;
+  const int64_t threads = std::max<int64_t>(1, options.threads);
+  struct Variant {
+    int64_t ranks;
+    int64_t threads;
+    bool shard;
+  };
+  for (const Variant& variant : {Variant{1, threads, false}, Variant{1, threads * options.nproc, false},
+                                 Variant{options.nproc, threads, false}, Variant{options.nproc, threads, true}}) {
+    {
+      const int64_t ranks = variant.ranks;
+      const bool shard = variant.shard;
+      if (ranks == 1 && variant.threads != threads && options.nproc == 1) continue;
+      core::Config config = bench_config(directory, options, student, teacher, data, 1.25);
+      config.run.name = "dp-" + std::to_string(ranks) + "x" + std::to_string(variant.threads) +
+                        (shard ? "-zero1" : "");
+      config.run.threads = variant.threads;
+      config.optim.micro_batch_size = std::max<int64_t>(1, options.batch_prompts * options.n / ranks);
+      config.optim.shard_optimizer = shard;
+      config.train.check_sync_every = 0;
+      const fs::path yaml = directory / (config.run.name + ".yaml");
+      std::ofstream(yaml) << core::config_to_yaml(config);
+      const std::string command = "'" + self + "' launch --nproc " + std::to_string(ranks) +
+                                  " -- train '" + yaml.string() + "' > '" +
+                                  (directory / (config.run.name + ".log")).string() + "' 2>&1";
+      if (std::system(command.c_str()) != 0) {
+        core::throw_runtime_failure("bench train --nproc: the run failed; see " +
+                                    (directory / (config.run.name + ".log")).string());
+      }
+      const auto perf =
+          average_perf((fs::path(config.run.output_dir) / config.run.name).string(), options);
+      const auto get = [&perf](const std::string& key) {
+        const auto found = perf.find(key);
+        return found == perf.end() ? 0.0 : found->second;
+      };
+      if (baseline.empty()) baseline = perf;
+      const double step_ms = get("perf/step_s") * 1000.0;
+      const double baseline_step_ms = baseline["perf/step_s"] * 1000.0;
+      print({{"bench", "train_data_parallel"},
+             {"ranks", ranks},
+             {"shard_optimizer", shard},
+             {"threads_per_rank", config.run.threads},
+             {"sequences", options.batch_prompts * options.n},
+             {"steps", options.steps},
+             {"device", options.device},
+             {"step_ms", round2(step_ms)},
+             {"rollout_ms", round2(get("perf/rollout_s") * 1000.0)},
+             {"update_ms", round2(get("perf/update_s") * 1000.0)},
+             {"allreduce_ms", round2(get("perf/allreduce_s") * 1000.0)},
+             {"update_tokens_per_s_per_rank", round2(get("perf/update_tokens_per_s") / double(ranks))},
+             {"job_update_tokens_per_s", round2(get("perf/update_tokens_per_s"))},
+             {"optimizer_state_mb_per_rank", round2(get("perf/optimizer_state_mb"))},
+             {"peak_rss_mb_per_rank", round2(get("perf/peak_rss_mb"))},
+             {"baseline_step_ms", round2(baseline_step_ms)},
+             {"baseline_optimizer_state_mb", round2(baseline["perf/optimizer_state_mb"])},
+             {"speedup", round2(baseline_step_ms / std::max(step_ms, 1e-9))}});
+    }
+  }
 }
 
 struct ObjectiveMeasurement {
@@ -342,6 +427,10 @@ void run_train_bench(const TrainBenchOptions& options) {
     if (teacher.empty()) teacher = built_teacher;
     if (data.empty()) data = built_data;
   }
+  if (options.nproc > 0) {
+    run_data_parallel_bench(directory, options, student, teacher, data);
+    return;
+  }
   const auto previous_level = spdlog::get_level();
   spdlog::set_level(spdlog::level::warn);  // the runs' step lines would interleave with the JSON
   std::map<double, std::map<std::string, double>> by_lambda;
@@ -457,6 +546,10 @@ BenchSubcommand add_bench_train(CLI::App* bench) {
   app->add_flag("--memory", options->memory_only,
                 "only the update's peak memory and time: activation checkpointing and a chunked lm_head "
                 "against the plain update (a --hidden/--layers/--vocab model, --rows tokens)");
+  app->add_option("--nproc", options->nproc,
+                  "only data parallel: the job by 1 rank and by this many (gopd launch), ZeRO-1 off "
+                  "and on; --threads per rank (default 1)")
+      ->check(CLI::PositiveNumber);
   app->add_option("--attention", options->attention, "kernels.attention of the runs")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "sdpa", "explicit"}));

@@ -9,6 +9,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef GOPD_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -82,6 +83,8 @@ std::shared_ptr<Comm> Comm::join(const World& world, const std::string& device,
         int(world.world_size), gloo_options);
     if (device.rfind("cuda", 0) == 0) {
 #ifdef GOPD_WITH_NCCL
+      // NCCL binds a communicator to the current device: the rank's own GPU.
+      c10::cuda::set_device(c10::DeviceIndex(torch::Device(device).index()));
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
       nccl_options->timeout = timeout;
       groups->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
