@@ -5,6 +5,7 @@
 // the others (SIGTERM, then SIGKILL after a grace period) and exits with that rank's code.
 // Each rank dies with the launcher (PR_SET_PDEATHSIG), so no process outlives the job.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -82,7 +83,7 @@ void relay(std::string& tail, const char* chunk, ssize_t size, const std::string
 pid_t start_rank(const LaunchOptions& options, int64_t local_rank, int64_t port, Rank& rank) {
   int out[2];
   int err[2];
-  if (::pipe(out) != 0 || ::pipe(err) != 0)
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
     core::throw_runtime_failure(std::string("gopd launch: pipe: ") + std::strerror(errno));
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
@@ -90,6 +91,7 @@ pid_t start_rank(const LaunchOptions& options, int64_t local_rank, int64_t port,
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(1);  // the launcher is already gone
+    for (const int signal : {SIGPIPE, SIGINT, SIGTERM, SIGHUP}) ::signal(signal, SIG_DFL);
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(err[1], STDERR_FILENO);
     for (const int fd : {out[0], out[1], err[0], err[1]}) ::close(fd);
@@ -145,6 +147,10 @@ int launch(const LaunchOptions& options) {
       core::throw_bad_input("gopd launch: several nodes need --master-port (the same on each)");
     port = free_port();
   }
+  if (options.nnodes > 1 && (options.master_addr == "127.0.0.1" || options.master_addr == "localhost")) {
+    core::throw_bad_input("gopd launch: several nodes need --master-addr (node 0's address)");
+  }
+  ::signal(SIGCHLD, SIG_DFL);  // an inherited SIG_IGN would reap the ranks before waitpid
   struct sigaction action {};
   action.sa_handler = remember_signal;
   for (const int signal : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(signal, &action, nullptr);
@@ -162,6 +168,7 @@ int launch(const LaunchOptions& options) {
   int result = 0;
   bool stopping = false;
   auto stop_deadline = std::chrono::steady_clock::time_point::max();
+  auto drain_deadline = std::chrono::steady_clock::time_point::max();
   const auto stop_all = [&](int signal) {
     for (Rank& rank : ranks)
       if (rank.running) ::kill(rank.pid, signal);
@@ -219,10 +226,11 @@ int launch(const LaunchOptions& options) {
       if (!rank.running) continue;
       int status = 0;
       const pid_t done = ::waitpid(rank.pid, &status, WNOHANG);
-      if (done == 0) {
+      if (done == 0 || (done < 0 && errno == EINTR)) {
         any_running = true;
         continue;
       }
+      if (done < 0) status = 1 << 8;  // lost track of it: a failure, exit code 1
       rank.running = false;
       rank.status = status;
       if (exit_code_of(status) != 0 && !stopping) {
@@ -242,7 +250,21 @@ int launch(const LaunchOptions& options) {
     const bool output_open = std::any_of(ranks.begin(), ranks.end(), [](const Rank& rank) {
       return rank.out >= 0 || rank.err >= 0;
     });
-    if (!any_running && (!output_open || stopping)) break;
+    if (!any_running) {
+      // What the ranks printed last (their errors) is still in the pipes: read it to the end,
+      // for at most two seconds (a process a rank started may hold a pipe open).
+      if (!output_open) break;
+      if (drain_deadline == std::chrono::steady_clock::time_point::max())
+        drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      if (std::chrono::steady_clock::now() > drain_deadline) break;
+    }
+  }
+  for (Rank& rank : ranks) {
+    const std::string prefix = "[rank " + std::to_string(rank.rank) + "] ";
+    if (!rank.out_tail.empty()) relay(rank.out_tail, "\n", 1, prefix, std::cout);
+    if (!rank.err_tail.empty()) relay(rank.err_tail, "\n", 1, prefix, std::cerr);
+    for (const int fd : {rank.out, rank.err})
+      if (fd >= 0) ::close(fd);
   }
   return result;
 }

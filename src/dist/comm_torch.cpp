@@ -39,7 +39,15 @@ bool loopback(const std::string& address) {
 }  // namespace
 
 Comm::Comm() = default;
-Comm::~Comm() = default;
+Comm::~Comm() {
+  if (groups_ && groups_->nccl) {
+    try {
+      groups_->nccl->shutdown();  // NCCL's communicators and watchdog, before the store goes
+    } catch (const std::exception& error) {
+      spdlog::warn("NCCL shutdown: {}", error.what());
+    }
+  }
+}
 
 std::shared_ptr<Comm> Comm::join(const World& world, const std::string& device,
                                  std::chrono::milliseconds timeout) {
@@ -68,10 +76,17 @@ std::shared_ptr<Comm> Comm::join(const World& world, const std::string& device,
     }
     groups->store = store;
     auto gloo_options = c10d::ProcessGroupGloo::Options::create(timeout);
-    const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
-    if (interface && *interface) {
-      gloo_options->devices.push_back(
-          c10d::ProcessGroupGloo::createDeviceForInterface(interface));
+    const char* interfaces = std::getenv("GLOO_SOCKET_IFNAME");
+    if (interfaces && *interfaces) {
+      const std::string list(interfaces);  // "eth0" or "eth0,eth1"
+      for (size_t start = 0; start <= list.size();) {
+        const size_t comma = std::min(list.find(',', start), list.size());
+        if (comma > start) {
+          gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(
+              list.substr(start, comma - start)));
+        }
+        start = comma + 1;
+      }
     } else if (loopback(world.master_addr)) {
       gloo_options->devices.push_back(
           c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));

@@ -153,11 +153,13 @@ void ShardedAdamW::export_state(torch::optim::AdamW& full) const {
   std::map<std::string, torch::Tensor> gathered;
   for (const auto& [name, slice] : {std::pair<std::string, torch::Tensor>{"exp_avg", state.exp_avg()},
                                     {"exp_avg_sq", state.exp_avg_sq()}}) {
-    torch::Tensor flat = torch::empty({slice_ * ranks}, slice.options());
+    // Assembled in host memory (over Gloo): the whole state never sits on a GPU.
+    const torch::Tensor host = slice.to(torch::kCPU).contiguous();
+    torch::Tensor flat = torch::empty({slice_ * ranks}, host.options());
     if (comm_) {
-      comm_->all_gather(flat, slice.contiguous());
+      comm_->all_gather(flat, host);
     } else {
-      flat.copy_(slice);
+      flat.copy_(host);
     }
     gathered[name] = flat;
   }
@@ -195,7 +197,14 @@ void ShardedAdamW::import_state(const torch::optim::AdamW& full) {
   const int64_t length = std::min(total_, begin + slice_) - begin;
   const auto slice_of = [&](const std::vector<torch::Tensor>& parts) {
     torch::Tensor slice = torch::zeros({slice_}, shard_.options());
-    slice.narrow(0, 0, length).copy_(torch::cat(parts).narrow(0, begin, length));
+    // Only this rank's range is copied to its device.
+    int64_t offset = 0;
+    for (const torch::Tensor& part : parts) {
+      const int64_t from = std::max(begin, offset);
+      const int64_t to = std::min(begin + length, offset + part.numel());
+      if (from < to) slice.narrow(0, from - begin, to - from).copy_(part.narrow(0, from - offset, to - from));
+      offset += part.numel();
+    }
     return slice;
   };
   auto moments = std::make_unique<torch::optim::AdamWParamState>();
@@ -224,6 +233,10 @@ void check_weights_in_sync(const Comm& comm, const std::vector<torch::Tensor>& p
     sums.push_back((values * positions).sum().reshape({1}));
   }
   torch::Tensor high = torch::cat(sums).cpu().contiguous();
+  if (!torch::isfinite(high).all().item<bool>()) {
+    core::throw_runtime_failure("rank " + std::to_string(comm.rank()) + ": after step " +
+                                std::to_string(step) + " the weights are not finite");
+  }
   torch::Tensor low = -high;
   comm.all_reduce_max(high);
   comm.all_reduce_max(low);

@@ -59,14 +59,16 @@ World world_from(const Environment& environment) {
     world.source = "torchrun environment";
     world.world_size = integer(environment, "WORLD_SIZE", 1, 1);
     world.rank = integer(environment, "RANK", 0, 0);
-    world.local_rank = integer(environment, "LOCAL_RANK", world.rank, 0);
     world.local_world_size = integer(environment, "LOCAL_WORLD_SIZE", world.world_size, 1);
-  } else if (find(environment, "SLURM_PROCID") && find(environment, "SLURM_NTASKS")) {
+    world.local_rank = integer(environment, "LOCAL_RANK", world.rank % world.local_world_size, 0);
+  } else if (find(environment, "SLURM_PROCID") && find(environment, "SLURM_STEP_NUM_TASKS")) {
+    // A task of an srun step (the step's own counts: a batch script, one task of its job,
+    // stays one process whatever the job's --ntasks).
     world.source = "SLURM";
-    world.world_size = integer(environment, "SLURM_NTASKS", 1, 1);
+    world.world_size = integer(environment, "SLURM_STEP_NUM_TASKS", 1, 1);
     world.rank = integer(environment, "SLURM_PROCID", 0, 0);
     world.local_rank = integer(environment, "SLURM_LOCALID", 0, 0);
-    world.local_world_size = integer(environment, "SLURM_NTASKS_PER_NODE", 1, 1);
+    world.local_world_size = integer(environment, "SLURM_STEP_TASKS_PER_NODE", 1, 1);
     if (!find(environment, "MASTER_ADDR") && world.world_size > 1) {
       const std::string* nodes = find(environment, "SLURM_JOB_NODELIST");
       if (!nodes) nodes = find(environment, "SLURM_NODELIST");

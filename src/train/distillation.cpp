@@ -174,8 +174,9 @@ void distillation_step(StepContext& context, int64_t step, const std::vector<dat
   // Scoring. Sampled-token objective: the teachers' and references' log-probs of every response
   // token now, and π_old when the weights move before the last update.
   scoring::ScoredBatch scored = route(job, rollout_batch, batch, line);
-  const UpdateShape shape = update_shape(config.optim, scored.sequences.targets.size(0),
-                                         scored.sequences.input_ids.size(1));
+  UpdateShape shape = update_shape(config.optim, scored.sequences.targets.size(0),
+                                   scored.sequences.input_ids.size(1));
+  align_mini_batches(context, config.rollout.n, shape);
   double scoring_seconds = 0;
   if (job.objective == DistillObjective::sampled_token) {
     const auto scoring_start = Clock::now();

@@ -39,12 +39,18 @@ void find_checkpoint(const core::Config& config, const TrainOptions& options, Jo
 // not here is exit 2 before anything is loaded.
 void resolve_placement(const core::Config& config, Job& job) {
   job.device_name = core::resolve_device(config.run.device, "run.device");
-  // Several ranks on a node: "auto" and "cuda" mean the GPU of the rank's LOCAL_RANK.
-  if (job.world.distributed() && job.device_name.rfind("cuda", 0) == 0 &&
-      (config.run.device == "auto" || config.run.device == "cuda")) {
-    job.device_name = core::resolve_device("cuda:" + std::to_string(job.world.local_rank),
-                                           "run.device (LOCAL_RANK " +
-                                               std::to_string(job.world.local_rank) + ")");
+  // Several ranks on a node: "auto" and "cuda" mean the GPU of the rank's LOCAL_RANK (among
+  // the GPUs it sees: srun --gpus-per-task shows each task its one GPU as cuda:0).
+  if (job.world.distributed() && job.device_name.rfind("cuda", 0) == 0) {
+    if (config.run.device == "auto" || config.run.device == "cuda") {
+      const int64_t visible = std::max<int64_t>(1, core::cuda_device_count());
+      job.device_name = "cuda:" + std::to_string(job.world.local_rank % visible);
+    } else if (job.world.local_world_size > 1 && core::cuda_device_count() > 1) {
+      core::throw_bad_input("run.device: " + config.run.device + " would put all " +
+                            std::to_string(job.world.local_world_size) +
+                            " ranks of this node on one GPU; use auto or cuda (the rank's "
+                            "LOCAL_RANK picks its GPU)");
+    }
   }
   job.device = torch::Device(job.device_name);
   const bool gpu = job.device.is_cuda();
@@ -229,6 +235,21 @@ Job load_job(const core::Config& config, const TrainOptions& options) {
   job.comm = dist::Comm::join(
       job.world, job.device_name,
       std::chrono::milliseconds(int64_t(config.run.dist_timeout_s * 1000)));
+  // Every rank must continue from the same point (a node-local run directory would not).
+  if (job.comm->active()) {
+    const std::string mine = (job.resume_from.empty() ? std::string("a fresh start")
+                                                      : job.resume_from) +
+                             " (step " + std::to_string(job.state.step) + ")";
+    const std::vector<std::string> all = job.comm->all_gather_text(mine);
+    for (size_t rank = 0; rank < all.size(); ++rank) {
+      if (all[rank] != all.front()) {
+        core::throw_bad_input("--resume: rank 0 continues from " + all.front() + " but rank " +
+                              std::to_string(rank) + " from " + all[rank] +
+                              "; the ranks must see the same run directory (run.output_dir on a "
+                              "shared file system)");
+      }
+    }
+  }
   return job;
 }
 

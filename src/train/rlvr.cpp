@@ -244,6 +244,7 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
   inputs.sequences = lens::training_sequences(rows, job.pad_id);
   UpdateShape shape =
       update_shape(config.optim, int64_t(rows.prompt.size()), inputs.sequences.input_ids.size(1));
+  align_mini_batches(context, config.rollout.n, shape);
   auto scoring_start = Clock::now();
   if (job.kl_reference) {
     inputs.reference = job.kl_reference->response_logprobs(inputs.sequences, temperature,

@@ -1,4 +1,6 @@
 // The rollout stage and evaluation of the trainer: see steps.h.
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "gopd/core/runtime.h"
@@ -14,6 +16,24 @@ std::vector<std::vector<int64_t>> encode_prompts(const Job& job,
     prompts.push_back(data::encode_prompt(record, job.format, *job.tokenizer.tokenizer));
   }
   return prompts;
+}
+
+void align_mini_batches(const StepContext& context, int64_t n, UpdateShape& shape) {
+  const int64_t global_rows = context.batch_prompts * n;
+  shape.mini_batches =
+      std::clamp<int64_t>(context.job.cfg().optim.mini_batches, 1, std::max<int64_t>(global_rows, 1));
+  const int64_t parts = shape.mini_batches;
+  shape.bounds.assign(size_t(parts + 1), 0);
+  const int64_t local_rows = int64_t(context.positions.size()) * n;
+  for (int64_t part = 0; part <= parts; ++part) {
+    const int64_t limit = global_rows * part / parts;  // global rows before mini-batch `part`
+    int64_t count = 0;
+    for (int64_t row = 0; row < local_rows; ++row) {
+      const int64_t global = context.positions[size_t(row / n)] * n + row % n;
+      count += global < limit ? 1 : 0;
+    }
+    shape.bounds[size_t(part)] = count;
+  }
 }
 
 void mark_gpu_phase(const Job& job, const std::string& phase, nlohmann::json& line) {

@@ -152,7 +152,7 @@ class Trainer {
   void log_step(int64_t step, const nlohmann::json& line) const;
   void save(int64_t step);
   // The step of a rank with none of the batch's prompts: its part in the update's collectives.
-  void idle_step(int64_t step, nlohmann::json& line);
+  void idle_step(int64_t step, int64_t batch_prompts, nlohmann::json& line);
   bool leader() const { return job_.comm->leader(); }
 
   Job job_;
@@ -222,17 +222,24 @@ void Trainer::save(int64_t step) {
   // With ZeRO-1 every rank hands in its slice of the optimizer state; rank 0 writes.
   torch::optim::AdamW& optimizer = updater_.optimizer_for_checkpoint();
   summary_.final_model = checkpoints + "/step_" + std::to_string(step);
-  if (!leader()) return;
+  if (!leader()) {
+    updater_.release_checkpoint_state();
+    return;
+  }
   summary_.final_model = save_checkpoint(checkpoints, state, job_.student, optimizer,
                                          job_.cfg().student.path, job_.save_dtype);
+  updater_.release_checkpoint_state();
   spdlog::info("saved {}", summary_.final_model);
   prune_checkpoints(checkpoints, job_.cfg().train.keep_last);
 }
 
-void Trainer::idle_step(int64_t step, nlohmann::json& line) {
-  const UpdateShape shape = job_.algorithm == Algorithm::sft
-                                ? UpdateShape()
-                                : update_shape(job_.cfg().optim, 0, 1);
+void Trainer::idle_step(int64_t step, int64_t batch_prompts, nlohmann::json& line) {
+  UpdateShape shape;
+  if (job_.algorithm != Algorithm::sft) {
+    shape = update_shape(job_.cfg().optim, 0, 1);
+    align_mini_batches(StepContext{job_, updater_, run_.path, {}, batch_prompts, ""},
+                       job_.cfg().rollout.n, shape);
+  }
   updater_.update(
       step, torch::zeros({0, 1}, torch::TensorOptions().device(job_.device)), shape,
       [](int64_t, int64_t) -> objective::LossOutput {
@@ -262,7 +269,7 @@ TrainSummary Trainer::run() {
     const double initial_accuracy = evaluate(job_, "step 0");
     if (initial_accuracy >= 0) write({{"step", 0}, {"eval/accuracy", initial_accuracy}});
   }
-  StepContext context{job_, updater_, run_.path};
+  StepContext context{job_, updater_, run_.path, {}, 0, {}};
   std::vector<size_t> order =
       job_.state.epoch >= 0 ? epoch_order(job_.state.epoch) : std::vector<size_t>();
   if (job_.state.epoch < 0) job_.state.cursor = 0;
@@ -272,6 +279,7 @@ TrainSummary Trainer::run() {
     std::vector<size_t> indices;
     context.positions.clear();
     context.lens_dump.clear();
+    context.batch_prompts = int64_t(batch_indices.size());
     for (size_t p = size_t(job_.world.rank); p < batch_indices.size();
          p += size_t(job_.world.world_size)) {
       indices.push_back(batch_indices[p]);
@@ -281,7 +289,7 @@ TrainSummary Trainer::run() {
     core::reset_peak_gpu_memory(job_.device_name);
     nlohmann::json line = {{"step", step + 1}, {"epoch", job_.state.epoch}};
     if (indices.empty()) {
-      idle_step(step, line);
+      idle_step(step, int64_t(batch_indices.size()), line);
     } else if (job_.rlvr()) {
       rlvr_step(context, step, indices, line);
     } else {
@@ -329,6 +337,7 @@ TrainSummary Trainer::run() {
   if (summary_.final_eval_accuracy >= 0) {
     write({{"step", job_.total_steps}, {"eval/accuracy", summary_.final_eval_accuracy}});
   }
+  job_.comm->barrier();  // rank 0 hosts the store: nobody leaves while another still talks
   return summary_;
 }
 

@@ -94,6 +94,17 @@ torch::optim::AdamW& Updater::optimizer_for_checkpoint() {
 
 void Updater::restore(const std::string& checkpoint_directory) {
   restore_optimizer_and_rng(checkpoint_directory, *optimizer_);
+  // A state saved from host memory (ZeRO-1's export) or another device goes to each parameter's
+  // (with ZeRO-1, only this rank's slice is taken from it, in import_state).
+  for (const torch::Tensor& parameter : sharded_ ? std::vector<torch::Tensor>() : parameters_) {
+    const auto found = optimizer_->state().find(parameter.unsafeGetTensorImpl());
+    if (found == optimizer_->state().end()) continue;
+    auto& state = static_cast<torch::optim::AdamWParamState&>(*found->second);
+    if (state.exp_avg().device() != parameter.device()) {
+      state.exp_avg(state.exp_avg().to(parameter.device()));
+      state.exp_avg_sq(state.exp_avg_sq().to(parameter.device()));
+    }
+  }
   if (sharded_) {
     sharded_->import_state(*optimizer_);
     optimizer_->state().clear();  // the slices are the state now
@@ -124,9 +135,13 @@ void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape&
   const int64_t mini_batches =
       comm_->active() ? int64_t(comm_->max(double(shape.mini_batches))) : shape.mini_batches;
   const double updates = double(shape.epochs * mini_batches);
+  const bool bounded = int64_t(shape.bounds.size()) == mini_batches + 1;
+  const auto bound = [&](int64_t part) {
+    return bounded ? shape.bounds[size_t(part)] : rows * part / mini_batches;
+  };
   std::vector<double> global_units;
   for (int64_t part = 0; part < mini_batches; ++part)
-    global_units.push_back(units(rows * part / mini_batches, rows * (part + 1) / mini_batches));
+    global_units.push_back(units(bound(part), bound(part + 1)));
   global_units = comm_->sum(global_units);
   if (reduce_) reduce_->reset_time();
   if (sharded_) {
@@ -139,8 +154,8 @@ void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape&
   for (int64_t epoch = 0; epoch < shape.epochs; ++epoch) {
     for (int64_t part = 0; part < mini_batches; ++part) {
       // Mini-batch `part`: a contiguous slice of the rows (the rows of one prompt stay together).
-      const int64_t first = rows * part / mini_batches;
-      const int64_t last = rows * (part + 1) / mini_batches;
+      const int64_t first = bound(part);
+      const int64_t last = bound(part + 1);
       const double part_units = std::max(1.0, global_units[size_t(part)]);
       optimizer_->zero_grad();
       double loss = 0;

@@ -62,7 +62,7 @@ Outcome run(objective::LossAgg agg, int64_t micro, int64_t epochs = 1, int64_t m
   const core::OptimConfig o = optim();
   FakeLoss loss{torch::tensor({0.3f, -0.2f, 0.1f}).requires_grad_(), agg, {}, false};
   train::Updater updater({loss.w}, o, 10, 3, agg);
-  train::UpdateShape shape{epochs, mini_batches, micro};
+  train::UpdateShape shape{epochs, mini_batches, micro, {}};
   Outcome out;
   updater.update(
       0, kMask, shape, [&loss](int64_t b, int64_t e) { return loss(b, e); }, out.line);
@@ -120,7 +120,7 @@ TEST(Update, NonFiniteLossSkipsTheStepAndStopsAfterTooManyInARow) {
                 {},
                 false};
   train::Updater updater({loss.w}, o, 10, 2, objective::LossAgg::token_mean);
-  const train::UpdateShape shape{1, 1, 5};
+  const train::UpdateShape shape{1, 1, 5, {}};
   const auto call = [&loss](int64_t b, int64_t e) { return loss(b, e); };
   const torch::Tensor start = loss.w.detach().clone();
   loss.poison = true;

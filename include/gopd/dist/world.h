@@ -1,8 +1,8 @@
 // Where this process sits in a multi-process job (DESIGN.md "Scale-out plan"), read from the
 // environment that torchrun, SLURM's srun and `gopd launch` set: RANK, WORLD_SIZE, LOCAL_RANK,
 // LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT (torchrun's names); under srun without them,
-// SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NTASKS_PER_NODE and the first host of
-// SLURM_JOB_NODELIST. Without either, one process: rank 0 of 1. Torch-free.
+// the srun step's SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID, SLURM_STEP_TASKS_PER_NODE
+// and the first host of SLURM_JOB_NODELIST (a batch script itself stays one process). Without either, one process: rank 0 of 1. Torch-free.
 #pragma once
 
 #include <cstdint>

@@ -37,8 +37,14 @@ struct StepContext {
   // This rank's prompts: their positions in the step's global batch (one process: 0, 1, …),
   // which seed their samples so that a prompt gets the same ones on whichever rank holds it.
   std::vector<int64_t> positions;
-  std::string lens_dump;  // lens_dump.jsonl lines of the step (the trainer writes them)
+  int64_t batch_prompts = 0;  // the step's global batch (all ranks)
+  std::string lens_dump;      // lens_dump.jsonl lines of the step (the trainer writes them)
 };
+
+// The mini-batches of a step whose prompts have `n` rows each, as one process would cut the
+// global batch (rows·p/M of its R rows): the global mini-batch count, clamped to R, and this
+// rank's share of each (its rows whose global index falls in it, which are contiguous).
+void align_mini_batches(const StepContext& context, int64_t n, UpdateShape& shape);
 
 // sft: cross-entropy on the records' solutions (prompt tokens masked).
 void sft_step(StepContext& context, int64_t step, const std::vector<data::Record>& batch,

@@ -34,6 +34,10 @@ struct UpdateShape {
   int64_t epochs = 1;
   int64_t mini_batches = 1;
   int64_t micro = 1;  // rows per forward/backward
+  // Where each mini-batch starts in this rank's rows (mini_batches + 1 entries, the last = rows);
+  // empty = rows · p / mini_batches. A rank of a multi-process job holds some of the batch's
+  // rows: its share of each global mini-batch (steps.h align_mini_batches).
+  std::vector<int64_t> bounds;
   bool several_updates() const { return epochs * mini_batches > 1; }
 };
 UpdateShape update_shape(const core::OptimConfig& optim, int64_t rows, int64_t width);
@@ -75,6 +79,10 @@ class Updater {
   torch::optim::AdamW& optimizer_for_checkpoint();
   // Restores that state from a checkpoint (and LibTorch's CPU generator).
   void restore(const std::string& checkpoint_directory);
+  // Drops ZeRO-1's assembled whole-model state once the checkpoint is written.
+  void release_checkpoint_state() {
+    if (sharded_) optimizer_->state().clear();
+  }
   // Bytes of AdamW state this rank holds.
   int64_t optimizer_state_bytes() const;
   // The keys of the last update's line that hold numbers of the whole batch (summed over ranks
