@@ -71,15 +71,17 @@ void reduce_line(const dist::Comm& comm, double weight, const std::vector<std::s
   }
   if (!comm.active()) return;
   const std::set<std::string> kept(global.begin(), global.end());
-  nlohmann::json mine = {{"weight", weight}, {"values", nlohmann::json::object()}, {"sums", sums}};
-  for (const auto& [key, value] : line.items()) {
-    if (value.is_number() && !kept.count(key) && !sums.contains(key) && key != "step" &&
-        key != "epoch")
-      mine["values"][key] = value;
-  }
   const auto ends_with = [](const std::string& text, const std::string& tail) {
     return text.size() >= tail.size() && text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
   };
+  nlohmann::json mine = {{"weight", weight}, {"values", nlohmann::json::object()}, {"sums", sums}};
+  for (const auto& [key, value] : line.items()) {
+    // A maximum the step wrote over the update's (batch_stats.h) is this rank's: reduced too.
+    const bool extreme = ends_with(key, "_max") || ends_with(key, "_min");
+    if (value.is_number() && (extreme || !kept.count(key)) && !sums.contains(key) &&
+        key != "step" && key != "epoch")
+      mine["values"][key] = value;
+  }
   const std::set<std::string> counts = {"lens/transferred", "lens/rebuilt_groups",
                                         "lens/all_correct_rebuilt_groups",
                                         "lens/purified_rollout_tokens"};

@@ -162,7 +162,10 @@ TEST_P(DistAlgorithms, TwoRanksMatchOneRank) {
 INSTANTIATE_TEST_SUITE_P(
     Algorithms, DistAlgorithms,
     ::testing::Values(std::make_pair(std::string("sft"), std::string()),
-                      std::make_pair(std::string("gopd"), std::string("--set optim.mini_batches=2")),
+                      // 3 prompts × 2 samples in 2 mini-batches over 2 ranks: the first global
+                      // mini-batch takes prompt 0 (rank 0) and one row of prompt 1 (rank 1).
+                      std::make_pair(std::string("gopd"),
+                                     std::string("--set optim.mini_batches=2 --set rollout.batch_prompts=3")),
                       std::make_pair(std::string("gopd"), std::string()),
                       std::make_pair(std::string("grpo"), std::string()),
                       std::make_pair(std::string("lens"), std::string())),
