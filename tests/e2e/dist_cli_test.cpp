@@ -182,6 +182,24 @@ TEST_F(DistCli, FullVocabTwoRanksMatchOneRank) {
   EXPECT_LE(max_weight_difference(final_model("fv-1"), final_model("fv-2")), kWeightTolerance);
 }
 
+// 5 records, 4 prompts a step: step 2 holds one prompt, so rank 1 has none and only joins the
+// update's collectives (with ppo_epochs 2 and 2 mini-batches, all of them empty for it).
+TEST_F(DistCli, ARankWithoutPromptsJoinsTheUpdate) {
+  {
+    std::ifstream in(kDir / "noisy.jsonl");
+    std::ofstream out(kDir / "five.jsonl");
+    std::string text;
+    for (int i = 0; i < 5 && std::getline(in, text); ++i) out << text << "\n";
+  }
+  const std::string set = " --set data.train_file=" + (kDir / "five.jsonl").string() +
+                          " --set train.max_steps=2 --set optim.ppo_epochs=2 --set optim.mini_batches=2 --set run.name=";
+  std::string err;
+  ASSERT_EQ(run("train " + config("gopd") + set + "short-1", &err), 0) << err;
+  ASSERT_EQ(run("launch --nproc 2 -- train " + config("gopd") + set + "short-2", &err), 0) << err;
+  expect_same_metrics(kDir / "runs/short-1/metrics.jsonl", kDir / "runs/short-2/metrics.jsonl");
+  EXPECT_LE(max_weight_difference(final_model("short-1", 2), final_model("short-2", 2)), kWeightTolerance);
+}
+
 // 2 ranks with ZeRO-1 stop at step 2; 1 rank continues to step 4 (and the other way round);
 // both end near a straight one-rank run of 4 steps. ZeRO-1 on and off agree.
 TEST_F(DistCli, ResumesAcrossWorldSizesAndZeroShardsTheSameUpdate) {
