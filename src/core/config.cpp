@@ -152,6 +152,7 @@ void OptimConfig::visit(ConfigVisitor& v) {
   v.field("micro_batch_size", micro_batch_size, NumberRule::at_least(1));
   v.field("micro_batch_tokens", micro_batch_tokens, NumberRule::non_negative());
   v.field("shard_optimizer", shard_optimizer);
+  v.field("overlap_allreduce", overlap_allreduce);
 }
 
 void TrainConfig::visit(ConfigVisitor& v) {

@@ -166,6 +166,38 @@ void Comm::all_reduce_sum(torch::Tensor& tensor) const {
   GOPD_COLLECTIVE("all-reduce", backend_for(tensor, groups_->gloo, groups_->nccl).allreduce(tensors, options));
 }
 
+namespace {
+
+class PendingWork : public Comm::Pending {
+ public:
+  PendingWork(const World& world, c10::intrusive_ptr<c10d::Work> work,
+              std::chrono::milliseconds timeout)
+      : world_(world), work_(std::move(work)), timeout_(timeout) {}
+  void wait() override { finish(world_, "all-reduce", work_, timeout_); }
+
+ private:
+  const World& world_;
+  c10::intrusive_ptr<c10d::Work> work_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm::Pending> Comm::all_reduce_sum_async(torch::Tensor& tensor) const {
+  if (!active()) return nullptr;
+  TORCH_CHECK(tensor.is_contiguous(), "all_reduce_sum_async: tensor must be contiguous");
+  std::vector<torch::Tensor> tensors{tensor};
+  c10d::AllreduceOptions options;
+  options.reduceOp = c10d::ReduceOp::SUM;
+  try {
+    return std::make_unique<PendingWork>(
+        world_, backend_for(tensor, groups_->gloo, groups_->nccl).allreduce(tensors, options),
+        groups_->timeout);
+  } catch (const c10::Error& error) {
+    fail(world_, "all-reduce", error.what_without_backtrace());
+  }
+}
+
 void Comm::all_reduce_max(torch::Tensor& tensor) const {
   if (!active()) return;
   TORCH_CHECK(tensor.is_contiguous(), "all_reduce_max: tensor must be contiguous");

@@ -1,6 +1,7 @@
 // Data parallelism around the single-device model: see data_parallel.h.
 #include "gopd/dist/data_parallel.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -23,48 +24,145 @@ torch::Tensor gradient_or_zeros(const torch::Tensor& parameter) {
 
 }  // namespace
 
+struct GradientAllReduce::State {
+  struct Bucket {
+    std::vector<size_t> parameters;  // indices into `parameters`
+    std::vector<int64_t> offsets;    // each one's place in `flat`
+    int64_t numel = 0;
+    torch::Tensor flat;
+    int64_t waiting = 0;  // gradients not yet copied in
+    std::unique_ptr<Comm::Pending> pending;
+  };
+  std::vector<torch::Tensor> parameters;
+  std::shared_ptr<const Comm> comm;
+  bool overlap = true;
+  std::vector<Bucket> buckets;
+  std::vector<size_t> bucket_of;    // parameter → bucket
+  std::vector<bool> copied;         // parameter → its gradient is in its bucket
+  bool armed = false;
+  size_t next = 0;  // the next bucket to start
+  double seconds = 0;
+  int64_t started_in_backward = 0;
+  int64_t started = 0;
+
+  void begin() {
+    for (Bucket& bucket : buckets) {
+      bucket.flat = torch::zeros({bucket.numel}, parameters[bucket.parameters.front()].options());
+      bucket.waiting = int64_t(bucket.parameters.size());
+      bucket.pending.reset();
+    }
+    copied.assign(parameters.size(), false);
+    next = 0;
+  }
+  void copy_in(size_t index, const torch::Tensor& gradient) {
+    Bucket& bucket = buckets[bucket_of[index]];
+    const size_t slot = size_t(std::find(bucket.parameters.begin(), bucket.parameters.end(), index) -
+                               bucket.parameters.begin());
+    bucket.flat.narrow(0, bucket.offsets[slot], gradient.numel()).copy_(gradient.reshape({-1}));
+    copied[index] = true;
+    --bucket.waiting;
+  }
+  void start_ready() {
+    while (next < buckets.size() && buckets[next].waiting == 0) {
+      buckets[next].pending = comm->all_reduce_sum_async(buckets[next].flat);
+      ++next;
+      ++started;
+      started_in_backward += armed ? 1 : 0;
+    }
+  }
+  // The hook of parameter `index`: its gradient of this backward, before accumulation.
+  void on_gradient(size_t index, const torch::Tensor& incoming) {
+    if (!armed || copied[index]) return;
+    torch::NoGradGuard no_grad;
+    const torch::Tensor& previous = parameters[index].grad();
+    copy_in(index, previous.defined() ? previous + incoming : incoming);
+    start_ready();
+  }
+};
+
 GradientAllReduce::GradientAllReduce(std::vector<torch::Tensor> parameters,
-                                     std::shared_ptr<const Comm> comm, int64_t bucket_bytes)
-    : parameters_(std::move(parameters)), comm_(std::move(comm)) {
-  // Consecutive parameters of one dtype and device share a bucket until it holds bucket_bytes.
+                                     std::shared_ptr<const Comm> comm, bool overlap,
+                                     int64_t bucket_bytes)
+    : state_(std::make_shared<State>()) {
+  State& state = *state_;
+  state.parameters = std::move(parameters);
+  state.comm = std::move(comm);
+  state.overlap = overlap;
+  state.bucket_of.assign(state.parameters.size(), 0);
+  if (!state.comm || !state.comm->active()) return;
+  // Backward completes the last parameters first: buckets run from the end, consecutive
+  // parameters of one dtype and device until a bucket holds bucket_bytes.
   int64_t bytes = 0;
-  for (size_t i = 0; i < parameters_.size(); ++i) {
-    const torch::Tensor& parameter = parameters_[i];
+  for (size_t k = state.parameters.size(); k-- > 0;) {
+    const torch::Tensor& parameter = state.parameters[k];
     const int64_t size = parameter.numel() * int64_t(parameter.element_size());
-    const bool fits = !buckets_.empty() && bytes + size <= bucket_bytes &&
-                      parameters_[buckets_.back().front()].dtype() == parameter.dtype() &&
-                      parameters_[buckets_.back().front()].device() == parameter.device();
+    const bool fits = !state.buckets.empty() && bytes + size <= bucket_bytes &&
+                      state.parameters[state.buckets.back().parameters.front()].dtype() == parameter.dtype() &&
+                      state.parameters[state.buckets.back().parameters.front()].device() == parameter.device();
     if (!fits) {
-      buckets_.emplace_back();
+      state.buckets.emplace_back();
       bytes = 0;
     }
-    buckets_.back().push_back(i);
+    State::Bucket& bucket = state.buckets.back();
+    bucket.parameters.push_back(k);
+    bucket.offsets.push_back(bucket.numel);
+    bucket.numel += parameter.numel();
+    state.bucket_of[k] = state.buckets.size() - 1;
     bytes += size;
+  }
+  if (!overlap) return;
+  const std::weak_ptr<State> weak = state_;
+  for (size_t k = 0; k < state.parameters.size(); ++k) {
+    state.parameters[k].register_hook([weak, k](const torch::Tensor& gradient) {
+      if (const std::shared_ptr<State> live = weak.lock()) live->on_gradient(k, gradient);
+    });
   }
 }
 
+void GradientAllReduce::arm() {
+  State& state = *state_;
+  if (!state.comm || !state.comm->active() || !state.overlap) return;
+  state.begin();
+  state.armed = true;
+}
+
 void GradientAllReduce::run() {
-  if (!comm_ || !comm_->active()) return;
+  State& state = *state_;
+  if (!state.comm || !state.comm->active()) return;
   const auto start = Clock::now();
   torch::NoGradGuard no_grad;
-  for (const std::vector<size_t>& bucket : buckets_) {
-    std::vector<torch::Tensor> parts;
-    for (const size_t i : bucket) parts.push_back(gradient_or_zeros(parameters_[i]));
-    torch::Tensor flat = torch::cat(parts);
-    comm_->all_reduce_sum(flat);
-    int64_t offset = 0;
-    for (const size_t i : bucket) {
-      torch::Tensor& parameter = parameters_[i];
-      const torch::Tensor summed = flat.narrow(0, offset, parameter.numel()).view_as(parameter);
+  if (!state.armed) state.begin();
+  state.armed = false;
+  // Gradients no hook delivered (no backward on this rank, or a parameter it did not reach).
+  for (size_t k = 0; k < state.parameters.size(); ++k) {
+    if (!state.copied[k]) state.copy_in(k, gradient_or_zeros(state.parameters[k]));
+  }
+  state.start_ready();
+  for (State::Bucket& bucket : state.buckets) {
+    if (bucket.pending) bucket.pending->wait();
+    for (size_t slot = 0; slot < bucket.parameters.size(); ++slot) {
+      torch::Tensor& parameter = state.parameters[bucket.parameters[slot]];
+      const torch::Tensor summed =
+          bucket.flat.narrow(0, bucket.offsets[slot], parameter.numel()).view_as(parameter);
       if (parameter.grad().defined()) {
         parameter.mutable_grad().copy_(summed);
       } else {
         parameter.mutable_grad() = summed.clone();
       }
-      offset += parameter.numel();
     }
+    bucket.flat = torch::Tensor();
+    bucket.pending.reset();
   }
-  seconds_ += since(start);
+  state.seconds += since(start);
+}
+
+double GradientAllReduce::seconds() const { return state_->seconds; }
+int64_t GradientAllReduce::started_in_backward() const { return state_->started_in_backward; }
+int64_t GradientAllReduce::started() const { return state_->started; }
+void GradientAllReduce::reset_time() {
+  state_->seconds = 0;
+  state_->started_in_backward = 0;
+  state_->started = 0;
 }
 
 ShardedAdamW::ShardedAdamW(std::vector<torch::Tensor> parameters,

@@ -80,7 +80,7 @@ Updater::Updater(std::vector<torch::Tensor> parameters, const core::OptimConfig&
   if (optim.shard_optimizer) {
     sharded_ = std::make_unique<dist::ShardedAdamW>(parameters_, options, comm_);
   } else {
-    reduce_ = std::make_unique<dist::GradientAllReduce>(parameters_, comm_);
+    reduce_ = std::make_unique<dist::GradientAllReduce>(parameters_, comm_, optim.overlap_allreduce);
   }
 }
 
@@ -168,11 +168,13 @@ void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape&
           const model::AutocastGuard autocast(autocast_device_, autocast_);
           output = loss_of(begin, end);
         }
+        // The mini-batch's last backward completes the gradients: their all-reduce starts
+        // bucket by bucket while it runs.
+        if (reduce_ && end == last) reduce_->arm();
         (output.loss * share).backward();
         loss += share * output.loss.item<double>();
         metrics.add(output.metrics, share / updates);
       }
-      loss = comm_->sum(loss);
       double grad_norm = 0;
       if (apply(step, loss, grad_norm)) ++applied;
       grad_norm_sum += grad_norm;
@@ -183,6 +185,11 @@ void Updater::update(int64_t step, const torch::Tensor& mask, const UpdateShape&
   metrics.put(line, global_keys_);
   if (comm_->active()) {
     line["perf/allreduce_s"] = reduce_ ? reduce_->seconds() : sharded_->seconds();
+    if (reduce_) {
+      // The share of gradient buckets whose all-reduce ran behind backward (a rank's).
+      line["perf/allreduce_overlapped_fraction"] =
+          double(reduce_->started_in_backward()) / double(std::max<int64_t>(1, reduce_->started()));
+    }
   }
   line["optim/lr"] = learning_rate(optim_, step, total_steps_);
   line["optim/grad_norm"] = grad_norm_sum / updates;
@@ -198,12 +205,15 @@ bool Updater::apply(int64_t step, double loss, double& grad_norm) {
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   const double max_norm =
       optim_.grad_clip > 0 ? optim_.grad_clip : std::numeric_limits<double>::infinity();
+  // The gradients' collectives first (with overlap they started during backward), then the
+  // loss's: every rank issues them in this order, whether or not it ran a backward.
   if (sharded_) {
     grad_norm = sharded_->reduce_gradients();
   } else {
     reduce_->run();
     grad_norm = torch::nn::utils::clip_grad_norm_(parameters_, max_norm);
   }
+  loss = comm_->sum(loss);
   if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
     optimizer_->zero_grad();
     if (sharded_) sharded_->discard_gradient();

@@ -182,6 +182,33 @@ TEST_F(DistCli, FullVocabTwoRanksMatchOneRank) {
   EXPECT_LE(max_weight_difference(final_model("fv-1"), final_model("fv-2")), kWeightTolerance);
 }
 
+// The all-reduce overlapped with backward (gradient hooks, buckets started as they complete)
+// against the reference path (everything after backward): the same sums, so the same bytes —
+// with several micro-batches per mini-batch (the hook adds the accumulated gradient), two
+// mini-batches and recomputed layers.
+TEST_F(DistCli, OverlappedAllReduceGivesTheReferenceBytes) {
+  const std::string set = " --set optim.mini_batches=2 --set train.activation_checkpointing=true --set run.name=";
+  std::string err;
+  ASSERT_EQ(run("launch --nproc 2 -- train " + config("gopd") + set + "overlap", &err), 0) << err;
+  ASSERT_EQ(run("launch --nproc 2 -- train " + config("gopd") + set + "no-overlap --set optim.overlap_allreduce=false", &err),
+            0)
+      << err;
+  const std::string overlapped = gopd::test::read_file(final_model("overlap"));
+  EXPECT_FALSE(overlapped.empty());
+  EXPECT_EQ(overlapped, gopd::test::read_file(final_model("no-overlap")));
+  EXPECT_NE(overlapped, gopd::test::read_file(kDir / "student/model.safetensors"));
+  // The hooks did start the all-reduce during backward (on rank 0, which always has rows).
+  for (const auto& line : read_jsonl(kDir / "runs/overlap/metrics.jsonl")) {
+    if (!line.contains("optim/lr")) continue;
+    EXPECT_GT(line["perf/allreduce_overlapped_fraction"].get<double>(), 0.0) << line.dump();
+  }
+  for (const auto& line : read_jsonl(kDir / "runs/no-overlap/metrics.jsonl")) {
+    if (line.contains("optim/lr")) {
+      EXPECT_EQ(line["perf/allreduce_overlapped_fraction"].get<double>(), 0.0);
+    }
+  }
+}
+
 // 5 records, 4 prompts a step: step 2 holds one prompt, so rank 1 has none and only joins the
 // update's collectives (with ppo_epochs 2 and 2 mini-batches, all of them empty for it).
 TEST_F(DistCli, ARankWithoutPromptsJoinsTheUpdate) {

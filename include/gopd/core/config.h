@@ -143,6 +143,9 @@ struct OptimConfig {
   // Multi-process jobs (ZeRO-1): AdamW's state and update sharded across the ranks, gradients
   // reduce-scattered and updated weights all-gathered; off = every rank keeps the whole state.
   bool shard_optimizer = false;
+  // Multi-process jobs: start each gradient bucket's all-reduce during the last backward of a
+  // mini-batch, as soon as it is complete; false = all of them after backward (same sums).
+  bool overlap_allreduce = true;
   void visit(ConfigVisitor& visitor);
 };
 

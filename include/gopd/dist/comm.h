@@ -37,8 +37,17 @@ class Comm {
   bool active() const { return world_.world_size > 1; }
   bool leader() const { return world_.rank == 0; }
 
+  // A collective in flight; wait() ends it (with the job's timeout and error).
+  class Pending {
+   public:
+    virtual ~Pending() = default;
+    virtual void wait() = 0;
+  };
+
   // In place, across ranks; CUDA tensors go over NCCL, CPU tensors over Gloo. Contiguous.
   void all_reduce_sum(torch::Tensor& tensor) const;
+  // The same, started and left running (nullptr in one process).
+  std::unique_ptr<Pending> all_reduce_sum_async(torch::Tensor& tensor) const;
   void all_reduce_max(torch::Tensor& tensor) const;
   void broadcast(torch::Tensor& tensor, int64_t root) const;
   // `input` holds size() equal slices; `output` (one slice) gets their sum over ranks, this

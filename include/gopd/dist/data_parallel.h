@@ -2,9 +2,10 @@
 // computes the gradient of its shard of the batch, already divided by the global count of
 // what the loss averages over, so the sum over ranks is the update one process would make.
 // Gradients cross ranks in buckets of about 25 MB on c10d's all-reduce, once per optimizer
-// update after the mini-batch's last backward (own buckets rather than c10d's Reducer: the
-// Reducer averages where gopd's normalisation needs a sum, rebuilds its buckets in arrival
-// order, and cannot hand ZeRO-1 a reduce-scattered shard). With optim.shard_optimizer (ZeRO-1)
+// update, overlapped with the mini-batch's last backward: a bucket starts its all-reduce as soon
+// as its parameters' gradients are complete (own buckets rather than c10d's Reducer: the Reducer
+// averages where gopd's normalisation needs a sum, rebuilds its buckets in arrival order, and
+// cannot hand ZeRO-1 a reduce-scattered shard). With optim.shard_optimizer (ZeRO-1)
 // the gradients are reduce-scattered instead and each rank keeps AdamW's state for its slice
 // of the flattened parameters only.
 #pragma once
@@ -20,20 +21,29 @@
 namespace gopd::dist {
 
 // Sums every parameter's gradient over the ranks, in place (an undefined gradient counts as
-// zeros and is defined afterwards). A no-op in one process.
+// zeros and is defined afterwards). A no-op in one process. Buckets hold the parameters in
+// reverse order (the order backward completes them) and start strictly in bucket order, so
+// every rank issues the same collectives in the same order whatever its backward did.
 class GradientAllReduce {
  public:
+  // `overlap` false: everything after backward (the reference path; the same sums, bit for bit).
   GradientAllReduce(std::vector<torch::Tensor> parameters, std::shared_ptr<const Comm> comm,
-                    int64_t bucket_bytes = 25 << 20);
+                    bool overlap = true, int64_t bucket_bytes = 25 << 20);
+  // Before the backward that completes the gradients: from now on a parameter's gradient, once
+  // accumulated, is copied into its bucket and a complete bucket starts its all-reduce.
+  void arm();
+  // After that backward (or with none): starts what is left, waits, writes the sums back.
   void run();
-  double seconds() const { return seconds_; }  // time in collectives since the last reset
-  void reset_time() { seconds_ = 0; }
+  double seconds() const;  // time run() waited since the last reset (what backward did not hide)
+  // Buckets whose all-reduce started during a backward since the last reset, and all started.
+  int64_t started_in_backward() const;
+  int64_t started() const;
+  void reset_time();
+
+  struct State;  // shared with the gradient hooks
 
  private:
-  std::vector<torch::Tensor> parameters_;
-  std::shared_ptr<const Comm> comm_;
-  std::vector<std::vector<size_t>> buckets_;  // parameter indices, one dtype and device each
-  double seconds_ = 0;
+  std::shared_ptr<State> state_;
 };
 
 // ZeRO-1 AdamW: the parameters, flattened in order and padded to a multiple of the world size,
