@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "gopd/core/error.h"
+#include "gopd/core/metrics.h"
 
 namespace gopd::lens {
 namespace {
@@ -114,14 +115,14 @@ LensStepResult lens_step(const core::LensConfig& config, WeightScheme scheme, in
   LensStepResult result;
   const int64_t groups = int64_t(prompts.size());
   const std::vector<int64_t> low = low_success_groups(rows, groups, n, config.tau);
-  line["lens/low_success_fraction"] = double(low.size()) / double(groups);
+  core::put_ratio(line, "lens/low_success_fraction", double(low.size()), double(groups));
   const PurifiedPrompts purified = purify_groups(low, prompts, config.gamma, hooks);
   const int64_t count = int64_t(purified.groups.size());
-  line["lens/purified_fraction"] = double(count) / double(groups);
+  core::put_ratio(line, "lens/purified_fraction", double(count), double(groups));
   double removed = 0;
   for (const Purification& purification : purified.purifications)
     removed += double(purification.removed_positions.size());
-  line["lens/tokens_removed"] = count > 0 ? removed / double(count) : 0.0;
+  core::put_ratio(line, "lens/tokens_removed", removed, double(count));  // 0 without purified prompts
   if (count == 0) {
     line["lens/transferred"] = 0;
     return result;
@@ -164,9 +165,9 @@ LensStepResult lens_step(const core::LensConfig& config, WeightScheme scheme, in
                     purified.purifications[size_t(k)], purified.scores[size_t(k)], plan, hooks);
     }
   }
-  line["lens/success_before"] = before_sum / double(count);
-  line["lens/success_after"] = after_sum / double(count);
-  line["lens/helped_fraction"] = double(helped) / double(count);
+  core::put_ratio(line, "lens/success_before", before_sum, double(count));
+  core::put_ratio(line, "lens/success_after", after_sum, double(count));
+  core::put_ratio(line, "lens/helped_fraction", double(helped), double(count));
   line["lens/transferred"] = result.transferred;
   line["lens/rebuilt_groups"] = rebuilt_groups;
   line["lens/all_correct_rebuilt_groups"] = all_correct;

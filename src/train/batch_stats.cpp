@@ -6,18 +6,6 @@
 
 namespace gopd::train {
 
-void put_ratio(nlohmann::json& line, const std::string& key, double numerator, double denominator) {
-  line[key] = numerator / denominator;
-  line["~" + key] = {numerator, denominator};
-}
-
-void put_std(nlohmann::json& line, const std::string& key, double sum, double squares,
-             double count) {
-  const double mean = sum / count;
-  line[key] = std::sqrt(std::max(0.0, squares / count - mean * mean));
-  line["~" + key] = {sum, squares, count};
-}
-
 void ImportanceWeightStats::add(const torch::Tensor& weights, const torch::Tensor& mask) {
   torch::NoGradGuard no_grad;
   const torch::Tensor valid = mask > 0;

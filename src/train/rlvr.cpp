@@ -288,8 +288,13 @@ void rlvr_step(StepContext& context, int64_t step, const std::vector<size_t>& in
       [&loss](int64_t begin, int64_t end) { return loss(begin, end); }, line);
   loss.importance.put(line);
   mark_gpu_phase(job, "update", line);
-  if (inputs.row_weight.defined())
-    line["lens/row_weight_mean"] = inputs.row_weight.mean().item<double>();
+  if (inputs.row_weight.defined()) {
+    // The mean as before, with the sums the ranks of a job add up (core::put_ratio's "~" key).
+    const double mean = inputs.row_weight.mean().item<double>();
+    const double rows = double(inputs.row_weight.numel());
+    line["lens/row_weight_mean"] = mean;
+    line["~lens/row_weight_mean"] = {mean * rows, rows};
+  }
   const double update_seconds = seconds_since(update_start);
 
   const double total_tokens = std::max(1.0, inputs.sequences.mask.sum().item<double>());

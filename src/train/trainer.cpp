@@ -102,7 +102,7 @@ void reduce_line(const dist::Comm& comm, double weight, const std::vector<std::s
   }
   for (const auto& [key, total] : totals) {
     if (total.size() == 2) {
-      line[key] = total[0] / total[1];
+      line[key] = total[1] != 0 ? total[0] / total[1] : 0.0;
     } else {
       const double mean = total[0] / total[2];
       line[key] = std::sqrt(std::max(0.0, total[1] / total[2] - mean * mean));

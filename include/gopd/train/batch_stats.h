@@ -10,18 +10,14 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include "gopd/core/metrics.h"
 #include "gopd/objective/gopd_loss.h"
 #include "gopd/rollout/rollout_engine.h"
 
 namespace gopd::train {
 
-// A metric that is a ratio of sums over the batch's tokens or responses: line[key] =
-// numerator / denominator, and the two sums under "~" + key, which the trainer adds up over the
-// ranks of a multi-process job (to put the batch's ratio there) and then drops.
-void put_ratio(nlohmann::json& line, const std::string& key, double numerator, double denominator);
-// The same for a standard deviation from a sum, a sum of squares and a count.
-void put_std(nlohmann::json& line, const std::string& key, double sum, double squares,
-             double count);
+using core::put_ratio;  // ratios whose sums the ranks of a job add up (core/metrics.h)
+using core::put_std;
 
 // Truncated importance weights over the batch: "actor/importance_weight_mean" and "_max" over
 // the response tokens of every pass, which see the same weights when π_old is fixed.
