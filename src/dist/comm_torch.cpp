@@ -157,16 +157,22 @@ c10d::Backend& backend_for(const torch::Tensor& tensor, const c10::intrusive_ptr
 
 }  // namespace
 
-void Comm::all_reduce_sum(torch::Tensor& tensor) const {
-  if (!active()) return;
-  TORCH_CHECK(tensor.is_contiguous(), "all_reduce_sum: tensor must be contiguous");
+namespace {
+
+// Starts an all-reduce of `tensor` (in place) on its backend; a failure to start names it.
+c10::intrusive_ptr<c10d::Work> start_all_reduce(const World& world, const c10::intrusive_ptr<c10d::Backend>& gloo,
+                                                const c10::intrusive_ptr<c10d::Backend>& nccl,
+                                                torch::Tensor& tensor, c10d::ReduceOp::RedOpType op) {
+  TORCH_CHECK(tensor.is_contiguous(), "all-reduce: tensor must be contiguous");
   std::vector<torch::Tensor> tensors{tensor};
   c10d::AllreduceOptions options;
-  options.reduceOp = c10d::ReduceOp::SUM;
-  GOPD_COLLECTIVE("all-reduce", backend_for(tensor, groups_->gloo, groups_->nccl).allreduce(tensors, options));
+  options.reduceOp = c10d::ReduceOp(op);
+  try {
+    return backend_for(tensor, gloo, nccl).allreduce(tensors, options);
+  } catch (const c10::Error& error) {
+    fail(world, "all-reduce", error.what_without_backtrace());
+  }
 }
-
-namespace {
 
 class PendingWork : public Comm::Pending {
  public:
@@ -183,37 +189,25 @@ class PendingWork : public Comm::Pending {
 
 }  // namespace
 
+void Comm::all_reduce_sum(torch::Tensor& tensor) const {
+  if (!active()) return;
+  finish(world_, "all-reduce",
+         start_all_reduce(world_, groups_->gloo, groups_->nccl, tensor, c10d::ReduceOp::SUM),
+         groups_->timeout);
+}
+
 std::unique_ptr<Comm::Pending> Comm::all_reduce_sum_async(torch::Tensor& tensor) const {
   if (!active()) return nullptr;
-  TORCH_CHECK(tensor.is_contiguous(), "all_reduce_sum_async: tensor must be contiguous");
-  std::vector<torch::Tensor> tensors{tensor};
-  c10d::AllreduceOptions options;
-  options.reduceOp = c10d::ReduceOp::SUM;
-  try {
-    return std::make_unique<PendingWork>(
-        world_, backend_for(tensor, groups_->gloo, groups_->nccl).allreduce(tensors, options),
-        groups_->timeout);
-  } catch (const c10::Error& error) {
-    fail(world_, "all-reduce", error.what_without_backtrace());
-  }
+  return std::make_unique<PendingWork>(
+      world_, start_all_reduce(world_, groups_->gloo, groups_->nccl, tensor, c10d::ReduceOp::SUM),
+      groups_->timeout);
 }
 
 void Comm::all_reduce_max(torch::Tensor& tensor) const {
   if (!active()) return;
-  TORCH_CHECK(tensor.is_contiguous(), "all_reduce_max: tensor must be contiguous");
-  std::vector<torch::Tensor> tensors{tensor};
-  c10d::AllreduceOptions options;
-  options.reduceOp = c10d::ReduceOp::MAX;
-  GOPD_COLLECTIVE("all-reduce (max)", backend_for(tensor, groups_->gloo, groups_->nccl).allreduce(tensors, options));
-}
-
-void Comm::broadcast(torch::Tensor& tensor, int64_t root) const {
-  if (!active()) return;
-  TORCH_CHECK(tensor.is_contiguous(), "broadcast: tensor must be contiguous");
-  std::vector<torch::Tensor> tensors{tensor};
-  c10d::BroadcastOptions options;
-  options.rootRank = root;
-  GOPD_COLLECTIVE("broadcast", backend_for(tensor, groups_->gloo, groups_->nccl).broadcast(tensors, options));
+  finish(world_, "all-reduce (max)",
+         start_all_reduce(world_, groups_->gloo, groups_->nccl, tensor, c10d::ReduceOp::MAX),
+         groups_->timeout);
 }
 
 void Comm::reduce_scatter_sum(torch::Tensor& output, const torch::Tensor& input) const {

@@ -38,6 +38,7 @@ struct GradientAllReduce::State {
   bool overlap = true;
   std::vector<Bucket> buckets;
   std::vector<size_t> bucket_of;    // parameter → bucket
+  std::vector<size_t> slot_of;      // parameter → its place in the bucket's lists
   std::vector<bool> copied;         // parameter → its gradient is in its bucket
   bool armed = false;
   size_t next = 0;  // the next bucket to start
@@ -56,8 +57,7 @@ struct GradientAllReduce::State {
   }
   void copy_in(size_t index, const torch::Tensor& gradient) {
     Bucket& bucket = buckets[bucket_of[index]];
-    const size_t slot = size_t(std::find(bucket.parameters.begin(), bucket.parameters.end(), index) -
-                               bucket.parameters.begin());
+    const size_t slot = slot_of[index];
     bucket.flat.narrow(0, bucket.offsets[slot], gradient.numel()).copy_(gradient.reshape({-1}));
     copied[index] = true;
     --bucket.waiting;
@@ -89,6 +89,7 @@ GradientAllReduce::GradientAllReduce(std::vector<torch::Tensor> parameters,
   state.comm = std::move(comm);
   state.overlap = overlap;
   state.bucket_of.assign(state.parameters.size(), 0);
+  state.slot_of.assign(state.parameters.size(), 0);
   if (!state.comm || !state.comm->active()) return;
   // Backward completes the last parameters first: buckets run from the end, consecutive
   // parameters of one dtype and device until a bucket holds bucket_bytes.
@@ -104,6 +105,7 @@ GradientAllReduce::GradientAllReduce(std::vector<torch::Tensor> parameters,
       bytes = 0;
     }
     State::Bucket& bucket = state.buckets.back();
+    state.slot_of[k] = bucket.parameters.size();
     bucket.parameters.push_back(k);
     bucket.offsets.push_back(bucket.numel);
     bucket.numel += parameter.numel();

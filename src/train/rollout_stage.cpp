@@ -107,10 +107,12 @@ double evaluate(Job& job, const std::string& label) {
   const size_t chunk = size_t(std::max<int64_t>(1, config.rollout.batch_prompts));
   std::vector<data::Record> records;
   std::vector<int64_t> places;
+  std::vector<const reward::RewardSpec*> specs;
   for (size_t i = size_t(job.world.rank); i < job.eval_records.size();
        i += size_t(job.world.world_size)) {
     records.push_back(job.eval_records[i]);
     places.push_back(int64_t(i % chunk));
+    specs.push_back(&job.eval_specs[i]);
   }
   const std::vector<std::vector<int64_t>> prompts = encode_prompts(job, records);
   rollout::GenerationParams params = generation_params(job, job_seed(job, "eval"));
@@ -120,11 +122,6 @@ double evaluate(Job& job, const std::string& label) {
   params.max_new_tokens = config.eval.max_new_tokens;
   params.max_active_rows = config.rollout.micro_batch_size;
   std::vector<reward::RewardJob> jobs;
-  std::vector<const reward::RewardSpec*> specs;
-  for (size_t i = size_t(job.world.rank); i < job.eval_records.size();
-       i += size_t(job.world.world_size)) {
-    specs.push_back(&job.eval_specs[i]);
-  }
   {
     torch::NoGradGuard no_grad;
     const model::AutocastGuard autocast(job.device.type(), job.mixed_precision);

@@ -49,7 +49,6 @@ class Comm {
   // The same, started and left running (nullptr in one process).
   std::unique_ptr<Pending> all_reduce_sum_async(torch::Tensor& tensor) const;
   void all_reduce_max(torch::Tensor& tensor) const;
-  void broadcast(torch::Tensor& tensor, int64_t root) const;
   // `input` holds size() equal slices; `output` (one slice) gets their sum over ranks, this
   // rank's slice: ZeRO-1's gradient shard.
   void reduce_scatter_sum(torch::Tensor& output, const torch::Tensor& input) const;
