@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every experiment of scripts/repro/, in order, with the same arguments (--quick, --out,
+# --results, --seeds, --threads; see lib.sh). Resumable: finished runs are not redone.
+# Full scale on 2 CPU cores: ~3.5 h from nothing (the shared base ~5 min, then ~45-60 min
+# per experiment); rerunning after it finished only redraws the results pages (~1 min).
+set -euo pipefail
+here=$(dirname "${BASH_SOURCE[0]}")
+start=$SECONDS
+for exp in exopd_lambda multi_teacher strong_to_weak lens_vs_grpo; do
+  echo "== $exp (t = $((SECONDS - start)) s)" >&2
+  bash "$here/$exp.sh" "$@"
+done
+echo "== all done in $((SECONDS - start)) s" >&2

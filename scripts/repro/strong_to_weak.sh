@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Experiment 3 (G-OPD paper, strong-to-weak with reward correction): a LARGER base (width 256,
+# 6 layers, longer SFT) is RL'd (GRPO) into a teacher; the student is the shared smaller base
+# (width 256, 4 layers). Arms: OPD (lambda 1), ExOPD (lambda 1.25, reference = the student's
+# base) and ExOPD with reward correction (lambda 1.25, reference = the teacher's pre-RL base,
+# so the extrapolated reward is what RL taught the teacher, not the gap between the bases).
+# Paper: reward correction improves further over ExOPD.
+# Full scale on 2 CPU cores: ~60 min after the shared base. Results: results/strong_to_weak/.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_args "$@"
+exp=strong_to_weak
+prepare_common
+c=$out/common
+mkdir -p "$out/$exp"
+
+init_model big-init $big_size
+big_base=$(train_run "$exp-big-base-sft" "$configs/sft_base.yaml" \
+  --set student.path="$out/models/big-init" --set data.train_file="$c/train.jsonl" \
+  --set train.max_steps="$big_sft_steps" --set run.seed=0)
+teacher=$(train_run "$exp-teacher-grpo" "$configs/grpo_teacher.yaml" --set student.path="$big_base" \
+  --set data.train_file="$c/train.jsonl" --set train.max_steps="$rl_steps" --set run.seed=0 \
+  --set data.eval_file="$c/curve.jsonl" --set train.eval_every="$curve_every")
+eval_model base "$base" "$c/eval.jsonl"
+eval_model "$exp-big-base" "$big_base" "$c/eval.jsonl"
+eval_model "$exp-teacher-grpo" "$teacher" "$c/eval.jsonl"
+
+manifest=$out/$exp/manifest.tsv
+{
+  printf 'ref\tstudent base (width 256, 4 layers, SFT)\tbase\tbase-sft\n'
+  printf 'ref\tteacher base (width 256, 6 layers, SFT)\t%s\t%s\n' "$exp-big-base" "$exp-big-base-sft"
+  printf 'ref\tteacher (GRPO from the teacher base)\t%s\t%s\n' "$exp-teacher-grpo" "$exp-teacher-grpo"
+} > "$manifest.tmp"
+# arm: label, lambda, reference
+arms=("OPD|1.0|student_init" "ExOPD|1.25|student_init" "ExOPD + reward correction|1.25|$big_base")
+tags=(opd exopd exopd-rc)
+for i in "${!arms[@]}"; do
+  IFS='|' read -r label lambda reference <<< "${arms[$i]}"
+  for seed in $seeds; do
+    name=$exp-${tags[$i]}-s$seed
+    model=$(train_run "$name" "$configs/exopd.yaml" --set student.path="$base" \
+      --set teachers.math.path="$teacher" --set reference.path="$reference" \
+      --set gopd.lambda="$lambda" --set data.train_file="$c/train.jsonl" \
+      --set data.eval_file="$c/curve.jsonl" --set train.max_steps="$distill_steps" \
+      --set train.eval_every="$curve_every" --set run.seed="$seed")
+    eval_model "$name" "$model" "$c/eval.jsonl" "$seed"
+    printf 'arm\t%s\t%s\t%s\t%s\t%s\n' "$label" "$name" "$name" "$seed" "$lambda" >> "$manifest.tmp"
+  done
+done
+mv "$manifest.tmp" "$manifest"
+analyze "$exp"
