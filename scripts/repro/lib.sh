@@ -127,10 +127,11 @@ train_run() {
 # $out/eval/NAME-greedy (per-sample records with prompt_index and reward). Skips what exists.
 eval_model() {
   local name=$1 model=$2 data=$3 seed=${4:-0}
-  local mode
+  local mode did=0
   for mode in t1 greedy; do
     local dir=$out/eval/$name-$mode
     [[ -f $dir/summary.json ]] && continue
+    did=1
     local k=$eval_k temperature=1.0
     [[ $mode == greedy ]] && { k=1; temperature=0; }
     rm -rf "$dir.tmp"
@@ -144,7 +145,9 @@ eval_model() {
     echo "$((SECONDS - t0))" > "$dir.tmp/WALL"
     mv "$dir.tmp" "$dir"
   done
-  log "  eval $name: avg@$eval_k $(sed -nE 's/.*"avg@'"$eval_k"'": *([0-9.e-]+).*/\1/p' "$out/eval/$name-t1/summary.json") greedy $(sed -nE 's/.*"avg@1": *([0-9.e-]+).*/\1/p' "$out/eval/$name-greedy/summary.json")"
+  if (( did )); then
+    log "  eval $name: avg@$eval_k $(sed -nE 's/.*"avg@'"$eval_k"'": *([0-9.e-]+).*/\1/p' "$out/eval/$name-t1/summary.json") greedy $(sed -nE 's/.*"avg@1": *([0-9.e-]+).*/\1/p' "$out/eval/$name-greedy/summary.json")"
+  fi
 }
 
 # The data, tokenizer and student base every experiment shares, in $out/common:

@@ -18,7 +18,7 @@ if [[ ! -f $d/DATA_DONE ]]; then
   "$python" "$repo/scripts/repro/families.py" "$c/train.jsonl" "$d/train"
   # held-out problems of each family: eval_n of each from a larger draw of problems not in
   # the training file (the eval split alone has too few muldiv problems at difficulty 2)
-  "$gopd" data --task arith --n $((eval_n * 5 / 2)) --difficulty 2 --seed 3 --split all \
+  "$gopd" data --task arith --n $((eval_n * 3)) --difficulty 2 --seed 3 --split all \
     --exclude "$c/train.jsonl" --out "$d/eval_all.jsonl"
   "$python" "$repo/scripts/repro/families.py" "$d/eval_all.jsonl" "$d/eval_all"
   for family in addsub muldiv; do
