@@ -69,6 +69,8 @@ def problem_scores(out, name, mode):
     if not os.path.exists(path):
         fail(f"{path}: missing (the evaluation did not finish)")
     totals, counts = defaultdict(float), defaultdict(int)
+    with open(os.path.join(out, "eval", f"{name}-{mode}", "summary.json")) as f:
+        want = int(json.load(f)["samples_per_prompt"])
     with open(path) as f:
         for number, line in enumerate(f, 1):
             try:
@@ -76,11 +78,15 @@ def problem_scores(out, name, mode):
                 index, reward = int(record["prompt_index"]), float(record["reward"])
             except (ValueError, KeyError) as error:
                 fail(f"{path}:{number}: bad sample record ({error})")
-            totals[index] += 1.0 if reward > 0 else 0.0
+            totals[index] += 1.0 if reward >= 1.0 else 0.0
             counts[index] += 1
+    if not totals:
+        fail(f"{path}: no samples")
     n = max(totals) + 1
     if sorted(totals) != list(range(n)):
         fail(f"{path}: prompt indices are not 0..{n - 1}")
+    if set(counts.values()) != {want}:
+        fail(f"{path}: expected {want} samples per prompt (summary.json), found {sorted(set(counts.values()))}")
     return np.array([totals[i] / counts[i] for i in range(n)])
 
 
@@ -93,11 +99,17 @@ def read_wall(path):
 
 
 def metrics_lines(out, run):
+    """The run's metrics, one dict per step (a step written twice: its last line's keys win)."""
     path = os.path.join(out, "runs", run, "metrics.jsonl")
     if not os.path.exists(path):
         return []
+    steps = {}
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            if line.strip():
+                record = json.loads(line)
+                steps.setdefault(record.get("step"), {}).update(record)
+    return [steps[step] for step in sorted(steps, key=lambda s: (s is None, s))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,11 +145,11 @@ def summary(boot, matrix):
             "per_seed": [float(row.mean()) for row in matrix]}
 
 
-def compare(boot, a, b):
+def compare(boot, a, b, seeds_a=None, seeds_b=None):
     """a - b, paired by problem (and by seed when both have seeds)."""
     a, b = np.atleast_2d(a), np.atleast_2d(b)
-    if a.shape[0] > 1 and b.shape[0] > 1 and a.shape[0] != b.shape[0]:
-        fail("arms with different numbers of seeds cannot be paired")
+    if a.shape[0] > 1 and b.shape[0] > 1 and seeds_a != seeds_b:
+        fail(f"arms with different seeds cannot be paired: {seeds_a} vs {seeds_b}")
     if a.shape[0] > 1 and b.shape[0] > 1:
         draws = boot.draws(a - b)
     else:
@@ -355,6 +367,11 @@ def analyse_block(out, refs, arms, eval_k, baseline, pairs):
     grouped = group_arms(arms)
     n_seeds = max([len(rows) for rows in grouped.values()] or [1])
     matrices = {}
+    seeds = {label: [r["seed"] for r in rows] for label, rows in grouped.items()}
+    for a, b in pairs:
+        for label in (a, b):
+            if label not in grouped and label not in {ref["label"] for ref in refs}:
+                fail(f"comparison {a} vs {b}: no row '{label}' in the manifest")
     for mode in modes:
         for ref in refs:
             matrices[(ref["label"], mode)] = scores_of(out, [ref], mode)
@@ -372,9 +389,8 @@ def analyse_block(out, refs, arms, eval_k, baseline, pairs):
                                                      "runs": [r["run"] for r in rows]})
             entry[metric] = summary(boot, matrices[(label, mode)])
         for a, b in pairs:
-            if (a, mode) in matrices and (b, mode) in matrices:
-                result = compare(boot, matrices[(a, mode)], matrices[(b, mode)])
-                block["comparisons"].append({"a": a, "b": b, "metric": metric, **result})
+            result = compare(boot, matrices[(a, mode)], matrices[(b, mode)], seeds.get(a), seeds.get(b))
+            block["comparisons"].append({"a": a, "b": b, "metric": metric, **result})
     block["problems"] = int(next(iter(matrices.values())).shape[1])
     return block
 
@@ -537,6 +553,8 @@ def main():
             lens_step = steps_to_reach(dynamics["LENS"]["curve_steps"], dynamics["LENS"]["curve_mean"], best)
             dynamics["steps_to_grpo_best"] = {"grpo_best": best, "grpo_step": best_step, "lens_step": lens_step,
                                               "speedup": (best_step / lens_step) if lens_step else None}
+            if best_step == 0:
+                dynamics["steps_to_grpo_best"]["note"] = "GRPO never exceeded its step-0 accuracy"
         result["dynamics"] = dynamics
         zero_rows = ["| arm | zero-reward prompts (mean over steps and seeds) |", "|---|---|"]
         for label in arm_runs:
@@ -548,10 +566,13 @@ def main():
                                  f"| {pct(d['lens/zero_reward_prompt_fraction_mean'])}% |")
         reach = dynamics.get("steps_to_grpo_best")
         reach_text = "steps to GRPO's best curve accuracy: not measured"
-        if reach:
+        if reach and reach["grpo_step"] == 0:
+            reach_text = (f"GRPO's mean curve never rose above its step-0 accuracy ({pct(reach['grpo_best'])}%): "
+                          "steps to GRPO's best are undefined")
+        elif reach:
             reach_text = (f"GRPO's best mean curve accuracy {pct(reach['grpo_best'])}% at step {reach['grpo_step']}; "
                           + (f"LENS first reaches it at step {reach['lens_step']} "
-                             f"({reach['speedup']:.2f}× fewer steps)" if reach["lens_step"]
+                             f"({reach['speedup']:.2f}× fewer steps)" if reach["lens_step"] is not None
                              else "LENS never reaches it"))
         paper = {"GRPO": "23.98 (notes)", "LENS": "27.03 (notes)"}
         sections.append(("Our table (clean held-out arithmetic; RL on noisy prompts)",

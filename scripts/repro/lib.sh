@@ -5,6 +5,8 @@
 # (gopd train --resume auto). Run directories live under --out (default repro_out/, ignored
 # by git); the results pages, plots and JSON go to --results (default results/).
 set -euo pipefail
+shopt -s inherit_errexit
+unset CDPATH
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 gopd=${GOPD:-$repo/build/bin/gopd}
@@ -26,7 +28,7 @@ usage: $(basename "$0") [--quick] [--out DIR] [--results DIR] [--seeds "0 1 2"] 
   --quick      a few steps per run and tiny data: checks the pipeline, numbers mean nothing
                (default --out repro_out/quick, --results <out>/results)
   --out        run directories, datasets, models and evaluations (default repro_out)
-  --results    results pages, plots and JSON (default results)
+  --results    results pages, plots and JSON (default results/, or <out>/results with --out)
   --seeds      seeds of every compared arm (data order, sampling); default "0 1 2"
   --threads    threads of every gopd process (default 2)
 A finished run or evaluation is not redone: rerun the same command to resume.
@@ -37,20 +39,30 @@ parse_args() {
   while [[ $# -gt 0 ]]; do
     case $1 in
       --quick) quick=1 ;;
-      --out) out=${2:?--out needs a directory}; shift ;;
-      --results) results=${2:?--results needs a directory}; shift ;;
-      --seeds) seeds=${2:?--seeds needs a list}; seeds_given=1; shift ;;
-      --threads) threads=${2:?--threads needs a number}; shift ;;
+      --out|--results|--seeds|--threads)
+        [[ $# -ge 2 && -n $2 ]] || { echo "$(basename "$0"): $1 needs a value" >&2; exit 2; }
+        case $1 in
+          --out) out=$2 ;;
+          --results) results=$2 ;;
+          --seeds) seeds=$2; seeds_given=1 ;;
+          --threads) threads=$2 ;;
+        esac
+        shift ;;
       -h|--help) usage; exit 0 ;;
       *) echo "$(basename "$0"): unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
     shift
   done
+  [[ $seeds =~ ^[0-9]+([[:space:]]+[0-9]+)*$ ]] || {
+    echo "$(basename "$0"): --seeds '$seeds': expected numbers separated by spaces, e.g. \"0 1 2\"" >&2; exit 2; }
+  [[ $threads =~ ^[1-9][0-9]*$ ]] || { echo "$(basename "$0"): --threads '$threads': expected a positive number" >&2; exit 2; }
   if (( quick )); then
     out=${out:-$repo/repro_out/quick}
     [[ -n $results ]] || results=$out/results
+  elif [[ -n $out ]]; then
+    [[ -n $results ]] || results=$out/results   # the committed pages only from the default run
   else
-    out=${out:-$repo/repro_out}
+    out=$repo/repro_out
     results=${results:-$repo/results}
   fi
   mkdir -p "$out" "$results"
@@ -59,6 +71,17 @@ parse_args() {
   [[ -x $gopd ]] || { echo "gopd binary not found at $gopd (make build, or GOPD=...)" >&2; exit 2; }
   [[ -x $python ]] || { echo "python not found at $python (make setup, or GOPD_PYTHON=...)" >&2; exit 2; }
   scale
+  # One scale per output directory: a --quick run's 4-step checkpoints must never stand in for
+  # a full run's (or the reverse).
+  local want="quick=$quick eval_k=$eval_k eval_n=$eval_n train_n=$train_n"
+  if [[ -f $out/SCALE && $(cat "$out/SCALE") != "$want" ]]; then
+    echo "$(basename "$0"): $out holds runs of another scale ($(cat "$out/SCALE"); this is $want): use another --out" >&2
+    exit 2
+  fi
+  echo "$want" > "$out/SCALE"
+  # One script at a time per output directory: the experiments share the base and evaluations.
+  exec 9> "$out/.lock"
+  flock -n 9 || { echo "$(basename "$0"): another scripts/repro job is using $out" >&2; exit 2; }
 }
 
 # The scale of every experiment: full (the committed results) or --quick (the e2e test).
@@ -88,22 +111,31 @@ scale() {
 
 log() { echo "[repro $(date +%T)] $*" >&2; }
 
-# Seconds spent in each stage, appended to $out/<exp>/timings.tsv ("stage<TAB>seconds").
-timed() {  # timed EXP STAGE COMMAND...
-  local exp=$1 stage=$2 t0=$SECONDS
-  shift 2
-  "$@"
-  mkdir -p "$out/$exp"
-  printf '%s\t%s\n' "$stage" "$((SECONDS - t0))" >> "$out/$exp/timings.tsv"
-}
-
 # train_run NAME CONFIG [--set k=v]...: prints the final checkpoint directory. Skips a run
-# whose FINAL file exists; otherwise trains (resuming an interrupted run), writes FINAL.
+# whose FINAL file names an existing checkpoint; otherwise trains, writes FINAL. A checkpoint
+# is saved every curve_every steps, so an interrupted run continues from its newest one; a run
+# without any starts again with its logs emptied.
 train_run() {
   local name=$1 config=$2
   shift 2
   local dir=$out/runs/$name
-  if [[ -f $dir/FINAL ]]; then
+  if [[ -f $dir/FINAL && -d $(cat "$dir/FINAL") ]]; then
+    cat "$dir/FINAL"
+    return
+  fi
+  rm -f "$dir/FINAL"
+  local newest=-1 checkpoint
+  for checkpoint in "$dir"/checkpoints/step_*; do
+    [[ -d $checkpoint && ${checkpoint##*step_} =~ ^[0-9]+$ ]] || continue
+    (( ${checkpoint##*step_} > newest )) && newest=${checkpoint##*step_}
+  done
+  if (( newest < 0 )); then
+    rm -f "$dir/metrics.jsonl" "$dir/lens_dump.jsonl"
+  elif [[ -f $dir/config.resolved.yaml ]] &&
+       [[ $(sed -nE 's/^  max_steps: *([0-9]+).*/\1/p' "$dir/config.resolved.yaml" | head -n 1) == "$newest" ]]; then
+    # the run finished but was stopped before its FINAL marker was written
+    echo "$dir/checkpoints/step_$newest" > "$dir/FINAL.tmp"
+    mv "$dir/FINAL.tmp" "$dir/FINAL"
     cat "$dir/FINAL"
     return
   fi
@@ -111,14 +143,16 @@ train_run() {
   mkdir -p "$out/runs"
   local t0=$SECONDS final
   final=$("$gopd" train "$config" --set run.output_dir="$out/runs" --set run.name="$name" \
-    --set run.threads="$threads" --set run.log_every=25 "$@" --resume auto 2> "$out/runs/$name.log" | tail -n 1) || {
+    --set run.threads="$threads" --set run.log_every=25 --set train.save_every="$curve_every" --set train.keep_last=1 \
+    "$@" --resume auto 2> "$out/runs/$name.log" | tail -n 1) || {
     echo "train $name failed; its log: $out/runs/$name.log" >&2
     tail -n 20 "$out/runs/$name.log" >&2
     exit 1
   }
   [[ -d $final ]] || { echo "train $name: no checkpoint '$final'" >&2; exit 1; }
   echo "$((SECONDS - t0))" > "$dir/WALL"
-  echo "$final" > "$dir/FINAL.tmp" && mv "$dir/FINAL.tmp" "$dir/FINAL"
+  echo "$final" > "$dir/FINAL.tmp"
+  mv "$dir/FINAL.tmp" "$dir/FINAL"
   log "  $name done in $((SECONDS - t0)) s"
   echo "$final"
 }
