@@ -3,7 +3,7 @@
 # own base; the base is distilled back with the teacher at lambda in {0.5, 1, 1.25, 1.5}
 # (lambda = 1 is OPD; reference = the student's base), same data, steps and seeds.
 # Paper: lambda = 1.25 beats lambda = 1.
-# Full scale on 2 CPU cores: ~45 min after the shared base (scripts/repro/all.sh: ~3 h in all).
+# Full scale on 2 CPU cores: 52 min measured (base SFT 4, teacher GRPO 10.5, 12 arms x ~3).
 # Results: results/exopd_lambda/. Usage: see scripts/repro/lib.sh (--quick, --out, --results).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 parse_args "$@"

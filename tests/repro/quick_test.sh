@@ -49,7 +49,7 @@ for exp, plots in expected.items():
             assert c["ci95"][0] <= c["diff"] + 1e-12 and c["diff"] <= c["ci95"][1] + 1e-12, (exp, c)
     want = {"exopd_lambda": 4, "multi_teacher": 4, "strong_to_weak": 3, "lens_vs_grpo": 2}[exp]
     assert arms == want, f"{exp}: {arms} arms, expected {want}"
-    pairs = {"exopd_lambda": 5, "multi_teacher": 8, "strong_to_weak": 4, "lens_vs_grpo": 3}[exp]
+    pairs = {"exopd_lambda": 6, "multi_teacher": 10, "strong_to_weak": 5, "lens_vs_grpo": 3}[exp]
     assert sum(len(b["comparisons"]) for b in blocks) == 2 * pairs, f"{exp}: comparisons missing"
     refs = {"exopd_lambda": 2, "multi_teacher": 6, "strong_to_weak": 3, "lens_vs_grpo": 1}[exp]
     assert sum(len(b["refs"]) for b in blocks) == refs, f"{exp}: reference rows missing"
