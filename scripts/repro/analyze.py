@@ -426,8 +426,16 @@ def wall_times(out, refs, arms, exp):
     evaluation = sum(read_wall(os.path.join(out, "eval", f"{name}-{mode}", "WALL"))
                      for name in evals for mode in ("t1", "greedy"))
     shared = read_wall(os.path.join(out, "runs", "base-sft", "WALL"))
+    commits = {}
+    for run in runs + ["base-sft"]:
+        try:
+            with open(os.path.join(out, "runs", run, "COMMIT")) as f:
+                commit = f.read().strip()
+        except OSError:
+            commit = "not recorded"
+        commits.setdefault(commit, []).append(run)
     return {"train_s": train, "eval_s": evaluation, "total_s": train + evaluation,
-            "shared_base_sft_s": shared,
+            "shared_base_sft_s": shared, "run_commits": {c: len(r) for c, r in sorted(commits.items())},
             "note": "sum of the runs and evaluations this page uses (2 threads); the shared base's "
                     "SFT is counted in every experiment that uses it"}
 
@@ -623,7 +631,8 @@ def main():
         page += [f"### {title}", "", f"![{title}]({name})", ""]
     page += ["## How it was run", "",
              "```", f"bash scripts/repro/{exp}.sh     # or scripts/repro/all.sh; resumable", "```", "",
-             f"- commit: {result['commit']}",
+             f"- commit of this page: {result['commit']}; runs trained at: "
+             + ", ".join(f"{c} ({n} runs)" for c, n in wall["run_commits"].items()),
              f"- wall time on this machine (2 cores, 2 threads): {minutes(wall['total_s'])} "
              f"(training {minutes(wall['train_s'])}, evaluation {minutes(wall['eval_s'])}; of it the "
              f"shared base's SFT {minutes(wall['shared_base_sft_s'])})",

@@ -111,6 +111,14 @@ scale() {
 
 log() { echo "[repro $(date +%T)] $*" >&2; }
 
+# The commit a run was trained at, "+dirty" when the engine, configs or scripts had changes.
+code_commit() {
+  local head dirty
+  head=$(git -C "$repo" rev-parse --short HEAD 2> /dev/null) || { echo unknown; return; }
+  dirty=$(git -C "$repo" status --porcelain -- src include configs scripts CMakeLists.txt 2> /dev/null)
+  echo "$head${dirty:++dirty}"
+}
+
 # train_run NAME CONFIG [--set k=v]...: prints the final checkpoint directory. Skips a run
 # whose FINAL file names an existing checkpoint; otherwise trains, writes FINAL. A checkpoint
 # is saved every curve_every steps, so an interrupted run continues from its newest one; a run
@@ -151,6 +159,7 @@ train_run() {
   }
   [[ -d $final ]] || { echo "train $name: no checkpoint '$final'" >&2; exit 1; }
   echo "$((SECONDS - t0))" > "$dir/WALL"
+  code_commit > "$dir/COMMIT"
   echo "$final" > "$dir/FINAL.tmp"
   mv "$dir/FINAL.tmp" "$dir/FINAL"
   log "  $name done in $((SECONDS - t0)) s"
