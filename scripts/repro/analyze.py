@@ -595,7 +595,7 @@ def main():
                        "greedy accuracy"):
             plots.append(("accuracy vs step", "curves.png"))
         if plot_curves(os.path.join(args.results, "zero_reward.png"), out, arm_runs,
-                       "prompts whose sampled group got no reward (10-step mean; band: min-max of seeds)",
+                       "prompts whose sampled group got no reward\n(10-step mean; band: min-max of seeds)",
                        "zero-reward prompt fraction", key="grpo/zero_reward_prompt_fraction", smooth=10):
             plots.append(("zero-reward prompt fraction vs step (sampled groups)", "zero_reward.png"))
         if plot_curves(os.path.join(args.results, "train_accuracy.png"), out, arm_runs,
