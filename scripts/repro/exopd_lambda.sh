@@ -26,14 +26,8 @@ manifest=$out/$exp/manifest.tsv
 } > "$manifest.tmp"
 for lambda in $lambdas; do
   for seed in $seeds; do
-    name=$exp-l$lambda-s$seed
-    model=$(train_run "$name" "$configs/exopd.yaml" --set student.path="$base" \
-      --set teachers.math.path="$teacher" --set reference.path=student_init \
-      --set gopd.lambda="$lambda" --set data.train_file="$c/train.jsonl" \
-      --set data.eval_file="$c/curve.jsonl" --set train.max_steps="$distill_steps" \
-      --set train.eval_every="$curve_every" --set run.seed="$seed")
-    eval_model "$name" "$model" "$c/eval.jsonl" "$seed"
-    printf 'arm\tlambda=%s\t%s\t%s\t%s\t%s\n' "$lambda" "$name" "$name" "$seed" "$lambda" >> "$manifest.tmp"
+    distill_arm "$manifest.tmp" "lambda=$lambda" "$exp-l$lambda-s$seed" "$teacher" student_init \
+      "$lambda" "$seed"
   done
 done
 mv "$manifest.tmp" "$manifest"

@@ -193,6 +193,20 @@ eval_model() {
   fi
 }
 
+# distill_arm MANIFEST LABEL NAME TEACHER REFERENCE LAMBDA SEED: one single-teacher OPD/ExOPD
+# arm from the shared base on the shared data (configs/repro/exopd.yaml), its evaluation and
+# its manifest line.
+distill_arm() {
+  local manifest=$1 label=$2 name=$3 teacher=$4 reference=$5 lambda=$6 seed=$7 c=$out/common model
+  model=$(train_run "$name" "$configs/exopd.yaml" --set student.path="$base" \
+    --set teachers.math.path="$teacher" --set reference.path="$reference" \
+    --set gopd.lambda="$lambda" --set data.train_file="$c/train.jsonl" \
+    --set data.eval_file="$c/curve.jsonl" --set train.max_steps="$distill_steps" \
+    --set train.eval_every="$curve_every" --set run.seed="$seed")
+  eval_model "$name" "$model" "$c/eval.jsonl" "$seed"
+  printf 'arm\t%s\t%s\t%s\t%s\t%s\n' "$label" "$name" "$name" "$seed" "$lambda" >> "$manifest"
+}
+
 # The data, tokenizer and student base every experiment shares, in $out/common:
 #   train.jsonl (arith difficulty 2), eval.jsonl (held-out split), curve.jsonl (its first
 #   curve_n problems), tokenizer/ (512 pieces), base (Qwen3-style, width 256, 4 layers, SFT).

@@ -36,14 +36,8 @@ tags=(opd exopd exopd-rc)
 for i in "${!arms[@]}"; do
   IFS='|' read -r label lambda reference <<< "${arms[$i]}"
   for seed in $seeds; do
-    name=$exp-${tags[$i]}-s$seed
-    model=$(train_run "$name" "$configs/exopd.yaml" --set student.path="$base" \
-      --set teachers.math.path="$teacher" --set reference.path="$reference" \
-      --set gopd.lambda="$lambda" --set data.train_file="$c/train.jsonl" \
-      --set data.eval_file="$c/curve.jsonl" --set train.max_steps="$distill_steps" \
-      --set train.eval_every="$curve_every" --set run.seed="$seed")
-    eval_model "$name" "$model" "$c/eval.jsonl" "$seed"
-    printf 'arm\t%s\t%s\t%s\t%s\t%s\n' "$label" "$name" "$name" "$seed" "$lambda" >> "$manifest.tmp"
+    distill_arm "$manifest.tmp" "$label" "$exp-${tags[$i]}-s$seed" "$teacher" "$reference" \
+      "$lambda" "$seed"
   done
 done
 mv "$manifest.tmp" "$manifest"
