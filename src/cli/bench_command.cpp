@@ -231,9 +231,12 @@ Command add_bench_command(CLI::App& parent) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   const BenchSubcommand train = add_bench_train(bench);
-  return Command{bench, [options, train] {
+  const BenchSubcommand rollout = add_bench_rollout(bench);
+  return Command{bench, [options, train, rollout] {
                    if (train.app->parsed()) {
                      train.run();
+                   } else if (rollout.app->parsed()) {
+                     rollout.run();
                    } else {
                      run_kernel_bench(*options);
                    }

@@ -1,4 +1,5 @@
-// `gopd bench train` (see bench_train.cpp), registered under `gopd bench`.
+// `gopd bench train` (bench_train.cpp) and `gopd bench rollout` (bench_rollout.cpp), registered
+// under `gopd bench`.
 #pragma once
 
 #include <functional>
@@ -13,5 +14,6 @@ struct BenchSubcommand {
 };
 
 BenchSubcommand add_bench_train(CLI::App* bench);
+BenchSubcommand add_bench_rollout(CLI::App* bench);  // bench_rollout.cpp
 
 }  // namespace gopd::cli
