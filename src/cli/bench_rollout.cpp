@@ -144,8 +144,11 @@ nlohmann::json run_one(const RolloutBenchOptions& options, const std::string& de
   // warm-up: LibTorch's first calls (thread pool, allocator, kernels) are not the rate
   rollout::GenerationParams warm_up = params;
   warm_up.max_new_tokens = std::min<int64_t>(4, options.new_tokens);
-  options.one_mode == "cache" ? rollout::generate(model, prompts, warm_up)
-                              : rollout::generate_without_cache(model, prompts, warm_up);
+  if (options.one_mode == "cache") {
+    (void)rollout::generate(model, prompts, warm_up);
+  } else {
+    (void)rollout::generate_without_cache(model, prompts, warm_up);
+  }
   synchronize(device);
   core::reset_peak_gpu_memory(device);
   const auto start = std::chrono::steady_clock::now();
