@@ -8,7 +8,8 @@ configured to gopd's settings, on the same model directories and data. One JSON 
       reverse KL(student || teacher) over the full vocabulary, per generated token), against
       gopd `opd` with gopd.objective full_vocab.
   trl_peer.py grpo --student DIR --data FILE.jsonl --prompts P --group G --max-new-tokens T ...
-      TRL's GRPOTrainer (no KL term, one update per batch), the reward = gopd's math verifier
+      TRL's GRPOTrainer (no KL term, one update per batch, loss_type dapo = gopd's token_mean
+      aggregation, group-std scaling = grpo.std_normalize), the reward = gopd's math verifier
       (`gopd reward --type math` on the batch's responses), against gopd `grpo`.
 
 Settings mapped (TRL field = gopd key): per_device_train_batch_size = rollout.batch_prompts
@@ -116,7 +117,7 @@ def main() -> int:
 
         config = trl.GRPOConfig(per_device_train_batch_size=args.prompts * args.group,
                                 num_generations=args.group, beta=0.0, num_iterations=1,
-                                loss_type="grpo", scale_rewards="group", **common)
+                                loss_type="dapo", scale_rewards="group", **common)
         # GRPO's dataset rows are prompts; each batch of P × G completions draws P of them
         trainer = trl.GRPOTrainer(model=student, reward_funcs=math_reward, args=config,
                                   train_dataset=dataset, processing_class=tokenizer,
