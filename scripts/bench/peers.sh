@@ -9,7 +9,7 @@
 #                  initial weights) against the same TRL run
 #   peer_grpo      gopd `grpo` vs TRL's GRPOTrainer (same group size, lengths, reward rule: TRL's
 #                  reward function calls `gopd reward --type math`)
-# The inputs are built here: arith data, a 512-piece tokenizer, a random Qwen3-style student
+# The inputs are built here: arith data, a 384-piece tokenizer, a random Qwen3-style student
 # (hidden 256, 4 layers) and a teacher made from another random init by a short SFT, so that the
 # reverse KL starts high and both trainers must lower it.
 #
@@ -69,7 +69,7 @@ needed=$(( (steps + 1) * prompts ))
 if [[ ! -f $work/INPUTS_DONE ]]; then
   log "building the inputs in $work"
   "$gopd" data --task arith --n 4000 --difficulty 2 --seed 1 --out "$work/train.jsonl" > /dev/null
-  "$gopd" tokenizer train --input "$work/train.jsonl" --vocab-size 512 --chat-format none \
+  "$gopd" tokenizer train --input "$work/train.jsonl" --vocab-size 384 --chat-format none \
     --out "$work/tokenizer" > /dev/null
   "$gopd" init-model --arch qwen3 --hidden 256 --layers 4 --tokenizer "$work/tokenizer" \
     --out "$work/student" --seed 1 > /dev/null
