@@ -80,6 +80,7 @@ algorithm: sft
 run: {name: teacher-sft, output_dir: $work/runs, seed: 0, threads: $threads}
 student: {path: $work/teacher-init, chat_format: none}
 data: {train_file: $work/train.jsonl}
+rollout: {batch_prompts: 32}
 optim: {lr: 2.0e-3, micro_batch_size: 32}
 train: {epochs: 1, max_steps: 60}
 EOF
