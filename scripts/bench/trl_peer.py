@@ -26,6 +26,7 @@ second, peak RSS of the process (ru_maxrss), and the per-step loss (distill: the
 generated token, the quantity gopd logs as loss/gopd_kl).
 """
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -95,7 +96,8 @@ def main() -> int:
                   max_grad_norm=args.grad_clip, temperature=1.0, top_p=1.0, top_k=0,
                   max_completion_length=args.max_new_tokens, shuffle_dataset=False,
                   dataloader_num_workers=0, logging_steps=1, save_strategy="no",
-                  report_to="none", seed=args.seed, disable_dropout=True)
+                  report_to="none", seed=args.seed, disable_dropout=True,
+                  disable_tqdm=True)
     timer = StepTimer()
     reward_seconds = []
     if args.mode == "distill":
@@ -122,7 +124,8 @@ def main() -> int:
         trainer = trl.GRPOTrainer(model=student, reward_funcs=math_reward, args=config,
                                   train_dataset=dataset, processing_class=tokenizer,
                                   callbacks=[timer])
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs to stdout
+        trainer.train()
     measured = timer.seconds[args.warmup:]
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     lengths = [entry.get("completions/mean_length") for entry in trainer.state.log_history
