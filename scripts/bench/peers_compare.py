@@ -7,6 +7,7 @@ peer's peak RSS / gopd's).
   peers_compare.py train distill|grpo TRL.json GOPD_RUN_DIR [GOPD_RUN_DIR ...]
 """
 import json
+import re
 import statistics
 import sys
 
@@ -94,7 +95,7 @@ def train(mode, trl_path, run_dirs):
             trl_without_reward = trl["step_s"] - trl["reward_s_per_step"]
             line["baseline_reward_s"] = trl["reward_s_per_step"]
             line["ratio_without_peer_reward"] = round(trl_without_reward / ours["step_s"], 2)
-        if mode == "distill" and "loss" in ours and "objective: full_vocab" in ours["config"]:
+        if mode == "distill" and "loss" in ours and re.search(r'objective: "?full_vocab', ours["config"]):
             # the same quantity on both sides: the reverse KL(student || teacher) per generated
             # token on the step's own samples; both must lower it from the same start
             first = lambda values: statistics.mean(values[:3])
