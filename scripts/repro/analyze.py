@@ -187,6 +187,39 @@ def commit_of():
         return "unknown"
 
 
+# What a run's training depends on: the engine, its build, the configs and the repro scripts.
+# The benchmark commands (src/cli/bench_*) are left out: they change no run.
+TRAINING_PATHS = ["src", "include", "CMakeLists.txt", "configs", "scripts/repro",
+                  ":(exclude)src/cli/bench_*"]
+ENGINE_PATHS = ["src", "include", "CMakeLists.txt", "configs", ":(exclude)src/cli/bench_*"]
+
+
+def training_commit(commit):
+    """The last commit at or before `commit` that changed what a run's training depends on
+    (a commit recorded with +dirty is kept as is)."""
+    if commit.endswith("+dirty") or commit in ("not recorded", "unknown"):
+        return commit
+    try:
+        found = subprocess.run(["git", "-C", REPO, "log", "-1", "--format=%h", commit, "--"]
+                               + TRAINING_PATHS, capture_output=True, text=True, check=True)
+        return found.stdout.strip() or commit
+    except (OSError, subprocess.CalledProcessError):
+        return commit
+
+
+def engine_identical(commits):
+    """True when the engine and configs are the same at every commit (scripts may differ)."""
+    clean = [c for c in commits if not c.endswith("+dirty") and c not in ("not recorded", "unknown")]
+    if len(clean) != len(commits):
+        return False
+    for other in clean[1:]:
+        diff = subprocess.run(["git", "-C", REPO, "diff", "--quiet", clean[0], other, "--"]
+                              + ENGINE_PATHS, capture_output=True)
+        if diff.returncode != 0:
+            return False
+    return True
+
+
 def minutes(seconds):
     return f"{seconds / 60:.1f} min"
 
@@ -433,9 +466,10 @@ def wall_times(out, refs, arms, exp):
                 commit = f.read().strip()
         except OSError:
             commit = "not recorded"
-        commits.setdefault(commit, []).append(run)
+        commits.setdefault(training_commit(commit), []).append(run)
     return {"train_s": train, "eval_s": evaluation, "total_s": train + evaluation,
             "shared_base_sft_s": shared, "run_commits": {c: len(r) for c, r in sorted(commits.items())},
+            "engine_identical": engine_identical(sorted(commits)),
             "note": "sum of the runs and evaluations this page uses (2 threads); the shared base's "
                     "SFT is counted in every experiment that uses it"}
 
@@ -631,8 +665,11 @@ def main():
         page += [f"### {title}", "", f"![{title}]({name})", ""]
     page += ["## How it was run", "",
              "```", f"bash scripts/repro/{exp}.sh     # or scripts/repro/all.sh; resumable", "```", "",
-             f"- commit of this page: {result['commit']}; runs trained at: "
-             + ", ".join(f"{c} ({n} runs)" for c, n in wall["run_commits"].items()),
+             f"- commit of this page: {result['commit']}; runs trained at (the last commit that "
+             "changed the engine, configs or scripts/repro before each run): "
+             + ", ".join(f"{c} ({n} runs)" for c, n in wall["run_commits"].items())
+             + ("; the engine and configs are identical at all of them"
+                if len(wall["run_commits"]) > 1 and wall.get("engine_identical") else ""),
              f"- wall time on this machine (2 cores, 2 threads): {minutes(wall['total_s'])} "
              f"(training {minutes(wall['train_s'])}, evaluation {minutes(wall['eval_s'])}; of it the "
              f"shared base's SFT {minutes(wall['shared_base_sft_s'])})",
