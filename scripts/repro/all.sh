@@ -6,7 +6,7 @@
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 start=$SECONDS
-for exp in exopd_lambda multi_teacher strong_to_weak lens_vs_grpo; do
+for exp in exopd_lambda multi_teacher strong_to_weak exopd_lambda_strong lens_vs_grpo; do
   echo "== $exp (t = $((SECONDS - start)) s)" >&2
   bash "$here/$exp.sh" "$@"
 done

@@ -358,6 +358,10 @@ CLAIM = {
                     "fewer steps, and halves the fraction of zero-reward prompts.",
 }
 
+# Experiment 1 at the larger base: the same claim, paper rows and GPU commands.
+PAPER["exopd_lambda_strong"] = PAPER["exopd_lambda"]
+CLAIM["exopd_lambda_strong"] = CLAIM["exopd_lambda"] + " (At a base where RL transfers.)"
+
 FULL_SCALE = {
     "exopd_lambda": ["gopd train configs/paper/grpo_qwen3_4b_base.yaml   # (the teacher's RL; "
                      "the paper RL'd Qwen3-4B non-thinking)",
@@ -375,6 +379,7 @@ FULL_SCALE = {
                      "gopd train configs/paper/lens_qwen3_8b_base.yaml",
                      "gopd train configs/paper/lens_llama3p2_3b_instruct.yaml"],
 }
+FULL_SCALE["exopd_lambda_strong"] = FULL_SCALE["exopd_lambda"]
 
 
 def scores_of(out, rows, mode):
@@ -458,7 +463,7 @@ def wall_times(out, refs, arms, exp):
     train = sum(read_wall(os.path.join(out, "runs", run, "WALL")) for run in runs)
     evaluation = sum(read_wall(os.path.join(out, "eval", f"{name}-{mode}", "WALL"))
                      for name in evals for mode in ("t1", "greedy"))
-    shared = read_wall(os.path.join(out, "runs", "base-sft", "WALL"))
+    shared = read_wall(os.path.join(out, "runs", refs[0]["run"], "WALL"))  # the base it starts from
     commits = {}
     for run in runs + ["base-sft"]:
         try:
@@ -498,7 +503,7 @@ def main():
     sections = []
     metric = f"avg@{k}"
 
-    if exp == "exopd_lambda":
+    if exp in ("exopd_lambda", "exopd_lambda_strong"):
         base, teacher = refs[0]["label"], refs[1]["label"]
         labels = list(group_arms(arms))
         pairs = [("lambda=1.25", "lambda=1.0"), ("lambda=1.5", "lambda=1.0"),

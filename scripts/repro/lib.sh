@@ -197,14 +197,37 @@ eval_model() {
 # arm from the shared base on the shared data (configs/repro/exopd.yaml), its evaluation and
 # its manifest line.
 distill_arm() {
-  local manifest=$1 label=$2 name=$3 teacher=$4 reference=$5 lambda=$6 seed=$7 c=$out/common model
-  model=$(train_run "$name" "$configs/exopd.yaml" --set student.path="$base" \
+  local manifest=$1 label=$2 name=$3 teacher=$4 reference=$5 lambda=$6 seed=$7 student=${8:-$base}
+  local c=$out/common model
+  model=$(train_run "$name" "$configs/exopd.yaml" --set student.path="$student" \
     --set teachers.math.path="$teacher" --set reference.path="$reference" \
     --set gopd.lambda="$lambda" --set data.train_file="$c/train.jsonl" \
     --set data.eval_file="$c/curve.jsonl" --set train.max_steps="$distill_steps" \
     --set train.eval_every="$curve_every" --set run.seed="$seed")
   eval_model "$name" "$model" "$c/eval.jsonl" "$seed"
   printf 'arm\t%s\t%s\t%s\t%s\t%s\n' "$label" "$name" "$name" "$seed" "$lambda" >> "$manifest"
+}
+
+# The larger base (width 256, 6 layers, SFT big_sft_steps) and its GRPO teacher, shared by
+# strong_to_weak.sh (the teacher of a smaller student) and exopd_lambda_strong.sh (the same
+# lambda sweep as experiment 1 at a base where RL transfers). Sets big_base, big_teacher (final
+# checkpoints) and the names of their runs and evaluations; evaluates both.
+prepare_big() {
+  local c=$out/common
+  big_base_run=strong_to_weak-big-base-sft
+  big_teacher_run=strong_to_weak-teacher-grpo
+  big_base_eval=strong_to_weak-big-base
+  big_teacher_eval=strong_to_weak-teacher-grpo
+  init_model big-init $big_size
+  big_base=$(train_run "$big_base_run" "$configs/sft_base.yaml" \
+    --set student.path="$out/models/big-init" --set data.train_file="$c/train.jsonl" \
+    --set train.max_steps="$big_sft_steps" --set run.seed=0)
+  big_teacher=$(train_run "$big_teacher_run" "$configs/grpo_teacher.yaml" \
+    --set student.path="$big_base" --set data.train_file="$c/train.jsonl" \
+    --set train.max_steps="$rl_steps" --set run.seed=0 --set data.eval_file="$c/curve.jsonl" \
+    --set train.eval_every="$curve_every")
+  eval_model "$big_base_eval" "$big_base" "$c/eval.jsonl"
+  eval_model "$big_teacher_eval" "$big_teacher" "$c/eval.jsonl"
 }
 
 # The data, tokenizer and student base every experiment shares, in $out/common:

@@ -13,22 +13,15 @@ prepare_common
 c=$out/common
 mkdir -p "$out/$exp"
 
-init_model big-init $big_size
-big_base=$(train_run "$exp-big-base-sft" "$configs/sft_base.yaml" \
-  --set student.path="$out/models/big-init" --set data.train_file="$c/train.jsonl" \
-  --set train.max_steps="$big_sft_steps" --set run.seed=0)
-teacher=$(train_run "$exp-teacher-grpo" "$configs/grpo_teacher.yaml" --set student.path="$big_base" \
-  --set data.train_file="$c/train.jsonl" --set train.max_steps="$rl_steps" --set run.seed=0 \
-  --set data.eval_file="$c/curve.jsonl" --set train.eval_every="$curve_every")
+prepare_big
+teacher=$big_teacher
 eval_model base "$base" "$c/eval.jsonl"
-eval_model "$exp-big-base" "$big_base" "$c/eval.jsonl"
-eval_model "$exp-teacher-grpo" "$teacher" "$c/eval.jsonl"
 
 manifest=$out/$exp/manifest.tsv
 {
   printf 'ref\tstudent base (width 256, 4 layers, SFT)\tbase\tbase-sft\n'
-  printf 'ref\tteacher base (width 256, 6 layers, SFT)\t%s\t%s\n' "$exp-big-base" "$exp-big-base-sft"
-  printf 'ref\tteacher (GRPO from the teacher base)\t%s\t%s\n' "$exp-teacher-grpo" "$exp-teacher-grpo"
+  printf 'ref\tteacher base (width 256, 6 layers, SFT)\t%s\t%s\n' "$big_base_eval" "$big_base_run"
+  printf 'ref\tteacher (GRPO from the teacher base)\t%s\t%s\n' "$big_teacher_eval" "$big_teacher_run"
 } > "$manifest.tmp"
 # arm: label, lambda, reference
 arms=("OPD|1.0|student_init" "ExOPD|1.25|student_init" "ExOPD + reward correction|1.25|$big_base")

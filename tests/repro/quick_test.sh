@@ -21,6 +21,7 @@ grep -c '^\[repro .*\] train ' "$work/first.log" | sed 's/^/training runs in the
 import json, os, sys
 results = sys.argv[1]
 expected = {"exopd_lambda": ["curves.png", "lambda_sweep.png"], "multi_teacher": ["curves.png"],
+            "exopd_lambda_strong": ["curves.png", "lambda_sweep.png"],
             "strong_to_weak": ["curves.png"], "lens_vs_grpo": ["curves.png", "zero_reward.png"]}
 for exp, plots in expected.items():
     d = os.path.join(results, exp)
@@ -47,11 +48,11 @@ for exp, plots in expected.items():
             assert 0 <= ref["greedy"]["mean"] <= 1 and 0 <= ref["avg@2"]["mean"] <= 1, (exp, label, ref)
         for c in block["comparisons"]:
             assert c["ci95"][0] <= c["diff"] + 1e-12 and c["diff"] <= c["ci95"][1] + 1e-12, (exp, c)
-    want = {"exopd_lambda": 4, "multi_teacher": 4, "strong_to_weak": 3, "lens_vs_grpo": 2}[exp]
+    want = {"exopd_lambda": 4, "exopd_lambda_strong": 4, "multi_teacher": 4, "strong_to_weak": 3, "lens_vs_grpo": 2}[exp]
     assert arms == want, f"{exp}: {arms} arms, expected {want}"
-    pairs = {"exopd_lambda": 6, "multi_teacher": 10, "strong_to_weak": 5, "lens_vs_grpo": 3}[exp]
+    pairs = {"exopd_lambda": 6, "exopd_lambda_strong": 6, "multi_teacher": 10, "strong_to_weak": 5, "lens_vs_grpo": 3}[exp]
     assert sum(len(b["comparisons"]) for b in blocks) == 2 * pairs, f"{exp}: comparisons missing"
-    refs = {"exopd_lambda": 2, "multi_teacher": 6, "strong_to_weak": 3, "lens_vs_grpo": 1}[exp]
+    refs = {"exopd_lambda": 2, "exopd_lambda_strong": 2, "multi_teacher": 6, "strong_to_weak": 3, "lens_vs_grpo": 1}[exp]
     assert sum(len(b["refs"]) for b in blocks) == refs, f"{exp}: reference rows missing"
     if exp == "lens_vs_grpo":
         for label in ("GRPO", "LENS"):
@@ -68,7 +69,7 @@ bash "$all" --quick --out "$work/out" --results "$work/results" 2> "$work/second
 if grep -E '^\[repro .*\] (train |  eval |common:)' "$work/second.log"; then
   echo "FAIL: the second run redid the runs or evaluations above"; exit 1
 fi
-for exp in exopd_lambda multi_teacher strong_to_weak lens_vs_grpo; do
+for exp in exopd_lambda multi_teacher strong_to_weak exopd_lambda_strong lens_vs_grpo; do
   cmp "$work/results/$exp/results.json" "$work/results.first/$exp/results.json" || {
     echo "FAIL: $exp/results.json changed on the resumed run"; exit 1; }
 done
