@@ -5,7 +5,8 @@
 # and its GRPO teacher. The smaller base gained only 3.3 points from RL, too little for a
 # 5%-of-the-gain effect to be measurable; this base gains about 30 (results/strong_to_weak/).
 # Paper: lambda = 1.25 beats lambda = 1.
-# Full scale on 2 CPU cores: ~50 min after strong_to_weak.sh's base and teacher (shared).
+# Full scale on 2 CPU cores: 78 min measured, of it the larger base (8) and its GRPO teacher (15),
+# shared with strong_to_weak.sh; the twelve arms ~4.5 min each with evaluation.
 # Results: results/exopd_lambda_strong/. Usage: see scripts/repro/lib.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 parse_args "$@"
