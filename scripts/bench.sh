@@ -14,6 +14,9 @@ fi
 # Fused kernels vs their LibTorch reference (needs several GB of memory; rows shrink to fit).
 if [[ -x "$gopd" ]]; then
   found=1
+  # Rollout tokens/s with the KV cache vs recompute, peak RSS, and the fraction of the matmul
+  # rate measured in the same run.
+  "$gopd" bench rollout
   "$gopd" bench kernels
   # Training steps by phase on a tiny model (reference pass on/off) and the full-vocab
   # objective's memory, fused vs reference.
