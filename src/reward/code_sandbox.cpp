@@ -1,4 +1,4 @@
-// Implements the bubblewrap sandbox of code_sandbox.h: fork, rlimits and uid drop in the child,
+// Implements the bubblewrap sandbox of code_sandbox.h: vfork, rlimits and uid drop in the child,
 // exec bwrap (or the interpreter itself when unsandboxed runs are allowed), then a poll loop
 // that feeds stdin, reads stdout/stderr up to the cap and enforces the wall clock.
 #include "gopd/reward/code_sandbox.h"
@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
@@ -209,6 +210,55 @@ std::vector<std::string> bwrap_arguments(const std::string& bwrap, const std::st
   return args;
 }
 
+// What the sandbox's child process does between (v)fork and execve, all in raw system calls:
+// the vfork child shares the parent's memory and thread state, so nothing here may allocate,
+// take a lock or go through glibc's set*id (which signals every thread of the process).
+struct ChildSetup {
+  int stdin_fd, stdout_fd, stderr_fd, info_fd;
+  rlim_t cpu, memory, file_size, processes;
+  bool drop_uid;
+  uid_t uid;
+  bool sandboxed;
+  char* const* argv;
+  char* const* envp;
+  const sigset_t* signal_mask;  // restored before execve
+};
+
+[[noreturn]] void exec_child(const ChildSetup& setup) {
+  // handlers installed in this process would run in the child with the parent's memory
+  for (int signal = 1; signal < NSIG; ++signal) {
+    if (signal == SIGKILL || signal == SIGSTOP) continue;
+    struct sigaction current {};
+    if (::sigaction(signal, nullptr, &current) == 0 && current.sa_handler != SIG_DFL &&
+        current.sa_handler != SIG_IGN) {
+      struct sigaction reset {};
+      reset.sa_handler = SIG_DFL;
+      ::sigaction(signal, &reset, nullptr);
+    }
+  }
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, setup.signal_mask, nullptr, _NSIG / 8);
+  ::setsid();  // own process group, so the wall clock can kill the whole group
+  move_fd(setup.stdin_fd, 0);
+  move_fd(setup.stdout_fd, 1);
+  move_fd(setup.stderr_fd, 2);
+  move_fd(setup.info_fd, 3);
+  ::syscall(SYS_close_range, 4U, ~0U, 0U);
+  set_limit(RLIMIT_CPU, setup.cpu, setup.cpu + 1);  // SIGXCPU at the soft limit, SIGKILL 1 s later
+  set_limit(RLIMIT_AS, setup.memory, setup.memory);
+  set_limit(RLIMIT_FSIZE, setup.file_size, setup.file_size);
+  set_limit(RLIMIT_NPROC, setup.processes, setup.processes);
+  set_limit(RLIMIT_CORE, 0, 0);
+  if (setup.drop_uid) {
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0 || ::syscall(SYS_setgid, setup.uid) != 0 ||
+        ::syscall(SYS_setuid, setup.uid) != 0) {
+      ::_exit(126);
+    }
+  }
+  if (!setup.sandboxed && ::chdir("/tmp") != 0) ::_exit(126);
+  ::execve(setup.argv[0], setup.argv, setup.envp);
+  ::_exit(127);
+}
+
 SandboxResult refused(const std::string& message) {
   SandboxResult result;
   result.outcome = SandboxOutcome::kRefused;
@@ -315,35 +365,27 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
   const rlim_t file_size = static_cast<rlim_t>(options.file_size_mb) << 20;
 
   const auto start = Clock::now();
-  const pid_t child = ::fork();
+  // vfork, not fork: fork copies the page tables of this process (multi-GB during training)
+  // for every sandbox, ~60 ms at 2 GB, which was most of a GRPO step on code. The vfork child
+  // borrows this memory until execve, so it makes only raw system calls (exec_child), with
+  // every signal blocked here across the call. fork stays as the reference path.
+  const ChildSetup setup{stdin_pair[1], out_pipe[1], err_pipe[1], info_pipe[1], cpu, memory,
+                         file_size, process_limit, drop_uid, sandbox_uid, sandboxed,
+                         argv.data(), envp.data(), nullptr};
+  sigset_t all_signals, saved_mask;
+  ::sigfillset(&all_signals);
+  ::pthread_sigmask(SIG_SETMASK, &all_signals, &saved_mask);
+  ChildSetup child_setup = setup;
+  child_setup.signal_mask = &saved_mask;
+  const pid_t child = options.spawn_with_fork ? ::fork() : ::vfork();
+  if (child == 0) exec_child(child_setup);
+  ::pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
   if (child < 0) {
     for (int* fds : {stdin_pair, out_pipe, err_pipe, info_pipe}) {
       close_fd(fds[0]);
       close_fd(fds[1]);
     }
-    return refused(std::string("fork: ") + std::strerror(errno));
-  }
-  if (child == 0) {
-    ::setsid();  // own process group, so the wall clock can kill the whole group
-    move_fd(stdin_pair[1], 0);
-    move_fd(out_pipe[1], 1);
-    move_fd(err_pipe[1], 2);
-    move_fd(info_pipe[1], 3);
-    ::syscall(SYS_close_range, 4U, ~0U, 0U);
-    set_limit(RLIMIT_CPU, cpu, cpu + 1);  // SIGXCPU at the soft limit, SIGKILL one second later
-    set_limit(RLIMIT_AS, memory, memory);
-    set_limit(RLIMIT_FSIZE, file_size, file_size);
-    set_limit(RLIMIT_NPROC, process_limit, process_limit);
-    set_limit(RLIMIT_CORE, 0, 0);
-    if (drop_uid) {
-      if (::setgroups(0, nullptr) != 0 || ::setgid(sandbox_uid) != 0 ||
-          ::setuid(sandbox_uid) != 0) {
-        ::_exit(126);
-      }
-    }
-    if (!sandboxed && ::chdir("/tmp") != 0) ::_exit(126);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
+    return refused(std::string(options.spawn_with_fork ? "fork: " : "vfork: ") + std::strerror(errno));
   }
   close_fd(stdin_pair[1]);
   close_fd(out_pipe[1]);

@@ -45,6 +45,9 @@ struct SandboxOptions {
   int64_t max_output_bytes = 64 * 1024;  // per stream; over it the run is killed
   int64_t max_processes = 16;
   bool allow_unsandboxed = false;
+  // The sandbox's process is started with vfork (no copy of this process's page tables); true
+  // = fork, the reference path (tests and `bench sandbox` compare the two).
+  bool spawn_with_fork = false;
 };
 
 struct SandboxResult {
