@@ -13,6 +13,7 @@
 // once at load time by CPU features. Results are deterministic for a given machine: rows are
 // independent, so thread count and row partition do not change any value.
 #include "fused_rows.h"
+#include "vector_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,13 +22,6 @@
 #include <utility>
 #include <vector>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define GOPD_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define GOPD_VECTOR_CLONES
-#endif
-#define GOPD_INLINE inline __attribute__((always_inline))
-
 namespace gopd::kernels::cpu {
 namespace {
 
@@ -35,12 +29,6 @@ constexpr int64_t kChunk = 2048;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 using BFloat16Bits = uint16_t;  // bf16 storage: the top half of an fp32
-
-GOPD_INLINE float bits_to_float(uint32_t bits) {
-  float value;
-  std::memcpy(&value, &bits, sizeof value);
-  return value;
-}
 
 GOPD_INLINE uint32_t float_to_bits(float value) {
   uint32_t bits;
@@ -57,27 +45,6 @@ GOPD_INLINE void store(float value, BFloat16Bits* out) {
   const uint32_t bits = float_to_bits(value);
   const uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
   *out = value != value ? BFloat16Bits(0x7FC0) : BFloat16Bits(rounded);
-}
-
-// exp(x) with Cody–Waite range reduction and the degree-6 polynomial of Cephes' expf
-// (≤ 2 ulp on the range used here). Exactly 0 below −87 and at −inf, so masked tokens get
-// probability 0; arguments above 88 are clamped (they do not occur: arguments are x − max).
-GOPD_INLINE float exp_approx(float x) {
-  float clamped = x < -87.0f ? -87.0f : x;
-  clamped = clamped > 88.0f ? 88.0f : clamped;
-  // Round to nearest integer with the 1.5·2^23 trick (vectorises without SSE4.1).
-  const float n = (clamped * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  float r = clamped - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float e = p * r * r + r + 1.0f;
-  const float scale = bits_to_float(uint32_t(int32_t(n) + 127) << 23);
-  return x < -87.0f ? 0.0f : e * scale;
 }
 
 template <typename Elem>

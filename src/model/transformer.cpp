@@ -1,6 +1,7 @@
 // Implements the llama / qwen2 / qwen3 decoder (see transformer.h for the semantics).
 #include "gopd/model/transformer.h"
 
+#include "gopd/kernels/decode_ops.h"
 #include "gopd/model/autocast.h"
 
 #include <cmath>
@@ -142,6 +143,18 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
                     .reshape({batch, steps, heads_ * head_dim_}));
 }
 
+torch::Tensor AttentionImpl::forward_decode(const torch::Tensor& x, const torch::Tensor& cos,
+                                            const torch::Tensor& sin, const torch::Tensor& key_mask,
+                                            KVCache& cache, int64_t layer) {
+  const int64_t batch = x.size(0);
+  const torch::Tensor context = kernels::decode_attention(
+      q_proj(x).view({batch, -1}), k_proj(x).view({batch, -1}), v_proj(x).view({batch, -1}),
+      q_norm ? q_norm->weight : torch::Tensor(), k_norm ? k_norm->weight : torch::Tensor(),
+      q_norm ? q_norm->eps() : 0.0, cos, sin, cache.keys[layer], cache.values[layer], cache.length,
+      key_mask, heads_);  // (B, Hq·D)
+  return o_proj(context).view({batch, 1, -1});
+}
+
 MLPImpl::MLPImpl(const ModelConfig& config) {
   const bool bias = config.model_type == "llama" && config.mlp_bias;
   gate_proj =
@@ -154,6 +167,10 @@ MLPImpl::MLPImpl(const ModelConfig& config) {
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
   return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+torch::Tensor MLPImpl::forward_decode(const torch::Tensor& x) {
+  return down_proj(kernels::silu_mul(gate_proj(x), up_proj(x)));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config) {
@@ -170,6 +187,17 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
                                         KVCache* cache, int64_t layer) {
   const torch::Tensor h = x + self_attn(input_layernorm(x), cos, sin, allowed, cache, layer);
   return h + mlp(post_attention_layernorm(h));
+}
+
+torch::Tensor DecoderLayerImpl::forward_decode(const torch::Tensor& x, const torch::Tensor& cos,
+                                               const torch::Tensor& sin, const torch::Tensor& key_mask,
+                                               KVCache& cache, int64_t layer) {
+  const torch::Tensor attended =
+      self_attn->forward_decode(kernels::rms_norm(x, input_layernorm->weight, input_layernorm->eps()),
+                                cos, sin, key_mask, cache, layer);
+  const torch::Tensor h = x + attended;
+  return h + mlp->forward_decode(
+                 kernels::rms_norm(h, post_attention_layernorm->weight, post_attention_layernorm->eps()));
 }
 
 DecoderImpl::DecoderImpl(const ModelConfig& config) {
@@ -279,6 +307,24 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& input_ids,
   const torch::Tensor angles = torch::cat({freqs, freqs}, -1);                    // (B, T, D)
   const torch::Tensor cos = angles.cos();
   const torch::Tensor sin = angles.sin();
+  const int64_t layer_count = static_cast<int64_t>(model->layers->size());
+  // One token per row against the cache, no gradients, CPU fp32: the fused decode step.
+  if (fused_decode_ && cache != nullptr && input_ids.size(1) == 1 && !cache->keys.empty() &&
+      cache->keys[0].is_contiguous() && cache->keys[0].scalar_type() == torch::kFloat &&
+      kernels::decode_fusable(model->embed_tokens->weight) &&
+      !autocast_enabled(input_ids.device().type()) && key_mask.device().is_cpu() &&
+      key_mask.stride(1) == 1) {
+    torch::Tensor x = model->embed_tokens(input_ids);               // (B, 1, H)
+    const torch::Tensor row_cos = cos.select(1, 0).contiguous();  // (B, D)
+    const torch::Tensor row_sin = sin.select(1, 0).contiguous();
+    for (int64_t layer = 0; layer < layer_count; ++layer) {
+      x = model->layers[layer]->as<DecoderLayer>()->forward_decode(x, row_cos, row_sin, key_mask,
+                                                                   *cache, layer);
+    }
+    cache->length += 1;
+    ++fused_decode_steps_;
+    return kernels::rms_norm(x, model->norm->weight, model->norm->eps());
+  }
   // Which keys each query may attend to, computed once for all layers: query i sits at
   // cache position past + i and sees the real keys j <= past + i.
   const int64_t batch = input_ids.size(0);
@@ -301,7 +347,7 @@ torch::Tensor TransformerImpl::run_layers(const torch::Tensor& input_ids,
   }
   torch::Tensor x = model->embed_tokens(input_ids);                                 // (B, T, H)
   const bool recompute = activation_checkpointing_ && cache == nullptr && torch::GradMode::is_enabled();
-  for (int64_t layer = 0; layer < static_cast<int64_t>(model->layers->size()); ++layer) {
+  for (int64_t layer = 0; layer < layer_count; ++layer) {
     DecoderLayerImpl* decoder_layer = model->layers[layer]->as<DecoderLayer>();
     x = recompute && x.requires_grad() ? RecomputedLayer::apply(x, cos, sin, allowed, decoder_layer, layer)
                   : decoder_layer->forward(x, cos, sin, allowed, cache, layer);

@@ -249,13 +249,14 @@ RolloutBatch generate_continuous(model::Transformer& model,
     for (const int64_t row : live.rows) row_generators.push_back(&generators[static_cast<size_t>(row)]);
     const Sample sample =
         sample_tokens(vocabulary_logits(live.logits, params), params.sampling, row_generators);
-    const torch::Tensor tokens = sample.tokens.to(torch::kCPU);
-    const torch::Tensor logprobs = sample.logprobs.to(torch::kCPU);
+    const torch::Tensor tokens = sample.tokens.to(torch::kCPU).contiguous();
+    const torch::Tensor logprobs = sample.logprobs.to(torch::kCPU, torch::kFloat).contiguous();
+    const int64_t* token_at = tokens.data_ptr<int64_t>();
+    const float* logprob_at = logprobs.data_ptr<float>();
     std::vector<int64_t> keep;
     for (size_t a = 0; a < live.rows.size(); ++a) {
       SequenceState& state = states[static_cast<size_t>(live.rows[a])];
-      append_token(state, tokens[static_cast<int64_t>(a)].item<int64_t>(),
-                   logprobs[static_cast<int64_t>(a)].item<float>(), params, stop_checker);
+      append_token(state, token_at[a], logprob_at[a], params, stop_checker);
       if (!state.finished) keep.push_back(static_cast<int64_t>(a));
     }
     torch::Tensor next_tokens = tokens;
@@ -392,13 +393,14 @@ RolloutBatch generate(model::Transformer& model, const std::vector<std::vector<i
     std::vector<core::Rng*> row_generators;
     for (int64_t row : active) row_generators.push_back(&generators[static_cast<size_t>(row)]);
     const Sample sample = sample_tokens(vocabulary_logits(logits, params), params.sampling, row_generators);
-    const torch::Tensor tokens = sample.tokens.to(torch::kCPU);
-    const torch::Tensor logprobs = sample.logprobs.to(torch::kCPU);
+    const torch::Tensor tokens = sample.tokens.to(torch::kCPU).contiguous();
+    const torch::Tensor logprobs = sample.logprobs.to(torch::kCPU, torch::kFloat).contiguous();
+    const int64_t* token_at = tokens.data_ptr<int64_t>();
+    const float* logprob_at = logprobs.data_ptr<float>();
     std::vector<int64_t> keep;  // positions in `active` that continue
     for (size_t a = 0; a < active.size(); ++a) {
       SequenceState& state = states[static_cast<size_t>(active[a])];
-      append_token(state, tokens[static_cast<int64_t>(a)].item<int64_t>(),
-                   logprobs[static_cast<int64_t>(a)].item<float>(), params, stop_checker);
+      append_token(state, token_at[a], logprob_at[a], params, stop_checker);
       if (!state.finished) keep.push_back(static_cast<int64_t>(a));
     }
     if (keep.empty()) break;

@@ -37,6 +37,7 @@ class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t size, double eps);
   torch::Tensor forward(const torch::Tensor& x);  // (..., size)
+  double eps() const { return eps_; }
   torch::Tensor weight;                           // (size)
 
  private:
@@ -62,6 +63,11 @@ class AttentionImpl : public torch::nn::Module {
   // [past, past + T) of layer `layer`'s cache.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& allowed, KVCache* cache, int64_t layer);
+  // The fused decode step (one token per row, CPU fp32, no gradients; kernels/decode_ops.h):
+  // x (B, 1, H); cos/sin (B, D); key_mask (B, past + 1) bool.
+  torch::Tensor forward_decode(const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin, const torch::Tensor& key_mask,
+                               KVCache& cache, int64_t layer);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};  // qwen3 only
@@ -75,6 +81,7 @@ class MLPImpl : public torch::nn::Module {
  public:
   explicit MLPImpl(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, H) → (B, T, H)
+  torch::Tensor forward_decode(const torch::Tensor& x);  // the same with the fused SiLU·up
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(MLP);
@@ -84,6 +91,9 @@ class DecoderLayerImpl : public torch::nn::Module {
   explicit DecoderLayerImpl(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& allowed, KVCache* cache, int64_t layer);
+  torch::Tensor forward_decode(const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin, const torch::Tensor& key_mask,
+                               KVCache& cache, int64_t layer);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
@@ -130,6 +140,12 @@ class TransformerImpl : public torch::nn::Module {
   // The attention of every layer (training, scoring, prefill and decode alike).
   void set_attention(AttentionKernel kernel);
   AttentionKernel attention() const { return attention_; }
+  // KV-cache steps of one token per row without gradients, on the CPU in fp32, go through the
+  // fused decode kernels (kernels/decode_ops.h) unless this is off; the plain path is the
+  // reference (`kernels.impl: reference` turns it off). Steps taken on the fused path so far:
+  void set_fused_decode(bool on) { fused_decode_ = on; }
+  bool fused_decode() const { return fused_decode_; }
+  int64_t fused_decode_steps() const { return fused_decode_steps_; }
   bool activation_checkpointing() const { return activation_checkpointing_; }
   const ModelConfig& config() const { return config_; }
 
@@ -142,6 +158,8 @@ class TransformerImpl : public torch::nn::Module {
 
   ModelConfig config_;
   bool activation_checkpointing_ = false;
+  bool fused_decode_ = true;
+  int64_t fused_decode_steps_ = 0;
   AttentionKernel attention_ = AttentionKernel::explicit_softmax;
   torch::Tensor inv_freq_;  // (D/2) fp32, after rope scaling; kept fp32 whatever the model dtype
 };
