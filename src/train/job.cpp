@@ -129,6 +129,8 @@ void load_scorers(const core::Config& config, Job& job) {
                                     : config.kernels.attention;
   job.student->set_attention(model::parse_attention_kernel(attention));
   job.frozen->set_attention(model::parse_attention_kernel(attention));
+  // the rollout's fused decode step follows kernels.impl like the fused losses do
+  job.student->set_fused_decode(job.impl == kernels::Impl::fused);
   job.student_scores->set_chunk_rows(job.head_chunk_rows);
 }
 
