@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <ATen/record_function.h>
+
 #include "cpu/decode_rows.h"
 
 namespace gopd::kernels {
@@ -40,6 +42,7 @@ bool decode_fusable(const torch::Tensor& x) {
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   const char* op = "rms_norm";
+  RECORD_FUNCTION("gopd::rms_norm", std::vector<c10::IValue>());
   check_float(op, "x", x);
   check_float(op, "weight", weight);
   const int64_t width = x.size(-1);
@@ -52,6 +55,7 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
 
 torch::Tensor silu_mul(const torch::Tensor& gate, const torch::Tensor& up) {
   const char* op = "silu_mul";
+  RECORD_FUNCTION("gopd::silu_mul", std::vector<c10::IValue>());
   check_float(op, "gate", gate);
   check_float(op, "up", up);
   if (gate.sizes() != up.sizes()) fail(op, "gate and up differ in shape");
@@ -67,6 +71,7 @@ torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, c
                                torch::Tensor& key_cache, torch::Tensor& value_cache, int64_t length,
                                const torch::Tensor& key_mask, int64_t heads) {
   const char* op = "decode_attention";
+  RECORD_FUNCTION("gopd::decode_attention", std::vector<c10::IValue>());
   check_float(op, "key_cache", key_cache);
   check_float(op, "value_cache", value_cache);
   if (key_cache.dim() != 4 || value_cache.sizes() != key_cache.sizes()) {

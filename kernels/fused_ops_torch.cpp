@@ -12,6 +12,8 @@
 
 #include "gopd/kernels/cuda_launchers.h"
 #include "gopd/kernels/ops.h"
+
+#include <ATen/record_function.h>
 #include "cpu/fused_rows.h"
 
 #if GOPD_TORCH_CUDA
@@ -417,6 +419,7 @@ const char* impl_name(Impl impl) { return impl == Impl::fused ? "fused" : "refer
 
 TokenLogprobs token_logprobs(const torch::Tensor& logits, const torch::Tensor& tokens,
                              double temperature, bool with_entropy, Impl impl) {
+  RECORD_FUNCTION("gopd::token_logprobs", std::vector<c10::IValue>());
   const char* op = "token_logprobs";
   check_logits(op, "logits", logits, impl);
   check_tokens(op, tokens, logits);
@@ -436,6 +439,7 @@ TokenLogprobs token_logprobs(const torch::Tensor& logits, const torch::Tensor& t
 torch::Tensor gopd_kl(const torch::Tensor& student, const torch::Tensor& teacher,
                       const torch::Tensor& reference, double lambda, double temperature,
                       Impl impl) {
+  RECORD_FUNCTION("gopd::gopd_kl", std::vector<c10::IValue>());
   const char* op = "gopd_kl";
   check_three_logits(op, student, teacher, reference, impl);
   check_temperature(op, temperature);
@@ -454,6 +458,7 @@ torch::Tensor gopd_kl(const torch::Tensor& student, const torch::Tensor& teacher
 LogratioReward gopd_logratio_reward(const torch::Tensor& student, const torch::Tensor& teacher,
                                     const torch::Tensor& reference, const torch::Tensor& tokens,
                                     double lambda, double temperature, Impl impl) {
+  RECORD_FUNCTION("gopd::gopd_logratio_reward", std::vector<c10::IValue>());
   const char* op = "gopd_logratio_reward";
   check_three_logits(op, student, teacher, reference, impl);
   check_tokens(op, tokens, student);
@@ -504,6 +509,7 @@ torch::Tensor gopd_kl_topk(const torch::Tensor& student, const torch::Tensor& te
                            const torch::Tensor& teacher_logprobs,
                            const torch::Tensor& reference_logprobs, double lambda,
                            double temperature, Impl impl) {
+  RECORD_FUNCTION("gopd::gopd_kl_topk", std::vector<c10::IValue>());
   const char* op = "gopd_kl_topk";
   check_logits(op, "student", student, impl);
   check_temperature(op, temperature);

@@ -225,6 +225,14 @@ if [[ -n ${GPU_CHECK_SKIP_BENCH:-} ]]; then full=0; else
 check bench-qwen3-0.6b bench_shape qwen3-0.6b 64 1024 --micro-batch-tokens 32768
 check hf-generate-qwen3-0.6b timeout 300 "$python" "$root/scripts/hf_generate_bench.py" --model "$work/qwen3-0.6b/student" \
   --sequences 64 --prompt-tokens 40 --max-new-tokens 1024
+# issue 19's rollout comparison on the GPU: gopd bench rollout against generate, batch 1 and 64,
+# 32-token prompts, 256 new tokens, bf16, the same model directory
+check bench-rollout-qwen3-0.6b timeout 300 "$gopd" bench rollout --model "$work/qwen3-0.6b/student" \
+  --device cuda --dtype bf16 --batch 1,64 --baseline-max-batch 0 --prompt-tokens 32 --new-tokens 256
+for sequences in 1 64; do
+  check "hf-generate-rollout-b$sequences" timeout 300 "$python" "$root/scripts/hf_generate_bench.py" \
+    --model "$work/qwen3-0.6b/student" --sequences "$sequences" --prompt-tokens 32 --max-new-tokens 256
+done
 fi
 if [[ $full -eq 1 ]]; then
   rm -rf "$work/qwen3-0.6b"

@@ -27,6 +27,7 @@
 #include "gopd/core/config.h"
 #include "gopd/core/config_loader.h"
 #include "gopd/core/error.h"
+#include "gopd/core/op_profile.h"
 #include "gopd/core/cpu_memory_tracker.h"
 #include "gopd/core/runtime.h"
 #include "gopd/data/jsonl.h"
@@ -487,6 +488,37 @@ void run_train_bench(const TrainBenchOptions& options) {
   if (options.shape != "tiny") {
     spdlog::set_level(previous_level);
     return;
+  }
+  // Where a step goes: the same λ = 1.25 job again with every operator timed (outermost calls
+  // on the trainer's thread; gopd's fused kernels record themselves), the rest is gopd's own
+  // C++ (batching, bookkeeping) and the per-call cost of LibTorch outside its kernels.
+  {
+    core::Config config = bench_config(directory, options, student, teacher, data, 1.25);
+    config.run.name += "-ops";
+    core::enable_op_profile();
+    core::count_ops_on_this_thread();
+    const train::TrainSummary summary = train::run_training(config);
+    core::disable_op_profile();
+    auto perf = average_perf(summary.run_directory, options);
+    const double step = perf["perf/step_s"];
+    const double ops = perf["perf/ops_matmul_s"] + perf["perf/ops_fused_s"] + perf["perf/ops_other_s"];
+    print({{"bench", "train_step_ops"},
+           {"objective", "sampled_token"},
+           {"lambda", 1.25},
+           {"threads", core::current_threads()},
+           {"metric", "outside_ops_fraction"},
+           {"value", std::round((1.0 - ops / std::max(step, 1e-9)) * 1000.0) / 1000.0},
+           {"target", 0.10},
+           {"step_ms", round2(step * 1000.0)},
+           {"step_ms_unprofiled", round2(by_lambda[1.25]["perf/step_s"] * 1000.0)},
+           {"matmul_ms", round2(perf["perf/ops_matmul_s"] * 1000.0)},
+           {"fused_kernels_ms", round2(perf["perf/ops_fused_s"] * 1000.0)},
+           {"other_ops_ms", round2(perf["perf/ops_other_s"] * 1000.0)},
+           {"outside_ops_ms", round2((step - ops) * 1000.0)},
+           {"op_calls_per_step", std::round(perf["perf/ops_calls"])},
+           {"rollout_ms", round2(perf["perf/rollout_s"] * 1000.0)},
+           {"scoring_ms", round2(perf["perf/scoring_s"] * 1000.0)},
+           {"update_ms", round2(perf["perf/update_s"] * 1000.0)}});
   }
   const double with_reference = by_lambda[1.25]["perf/scoring_s"];
   const double skipped = by_lambda[1.0]["perf/scoring_s"];

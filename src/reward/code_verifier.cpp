@@ -211,6 +211,7 @@ SandboxOptions sandbox_options(const core::CodeRewardConfig& config) {
   options.max_output_bytes = config.max_output_kb * 1024;
   options.max_processes = config.max_processes;
   options.allow_unsandboxed = config.allow_unsandboxed;
+  options.spawn_with_fork = config.spawn == "fork";
   return options;
 }
 

@@ -19,6 +19,7 @@
 #include "gopd/core/atomic_file.h"
 #include "gopd/core/error.h"
 #include "gopd/core/metrics.h"
+#include "gopd/core/op_profile.h"
 #include "gopd/core/rng.h"
 #include "gopd/core/run_directory.h"
 #include "gopd/core/runtime.h"
@@ -288,6 +289,7 @@ TrainSummary Trainer::run() {
       context.positions.push_back(int64_t(p));
     }
     const auto step_start = Clock::now();
+    const core::OpSeconds ops_before = core::op_seconds();
     core::reset_peak_gpu_memory(job_.device_name);
     nlohmann::json line = {{"step", step + 1}, {"epoch", job_.state.epoch}};
     if (indices.empty()) {
@@ -304,6 +306,16 @@ TrainSummary Trainer::run() {
       }
     }
     line["perf/step_s"] = seconds_since(step_start);
+    if (core::op_profile_enabled()) {
+      // where the step went (gopd bench train): inside tensor operators or not
+      const core::OpSeconds ops = core::op_seconds();
+      line["perf/ops_matmul_s"] = ops.matmul - ops_before.matmul;
+      line["perf/ops_fused_s"] = ops.fused - ops_before.fused;
+      line["perf/ops_other_s"] = ops.other - ops_before.other;
+      line["perf/ops_calls"] = double(ops.calls - ops_before.calls);
+      line["perf/outside_ops_fraction"] =
+          1.0 - (ops.total() - ops_before.total()) / std::max(line["perf/step_s"].get<double>(), 1e-9);
+    }
     line["perf/peak_rss_mb"] = peak_rss_mb();
     reduce_line(*job_.comm, double(indices.size()), updater_.global_keys(), line);
     if (job_.comm->active()) line["dist/world_size"] = job_.world.world_size;
