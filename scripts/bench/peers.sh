@@ -16,7 +16,7 @@
 # Usage: scripts/bench/peers.sh [--threads K] [--steps N] [--quick] [--keep DIR]
 #   --quick: batch 1 and 8 only, 3 measured steps (a smoke run, not the benchmark)
 # Peers (TRL and its dependencies, scripts/bench/requirements-peers.txt) are installed into
-# .venv/ on first use, constrained by scripts/requirements.txt. ~15 min on 2 cores.
+# .venv/ on first use, constrained by scripts/requirements.txt. ~3 min on 2 cores (2.5 measured).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 gopd=${GOPD:-$root/build/bin/gopd}
