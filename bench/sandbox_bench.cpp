@@ -51,6 +51,43 @@ int main(int argc, char** argv) {
               << std::endl;
     return 0;
   }
+  // All of a response's cases in one sandbox against one sandbox per case (the reference path):
+  // `cases` trivial programs, ms per case.
+  {
+    gopd::reward::SandboxOptions options;
+    const int cases = 16;
+    std::vector<gopd::reward::SandboxCase> batch(cases, {"print(input())", "1\n"});
+    const auto time_ms = [&](const auto& run) {
+      const auto start = std::chrono::steady_clock::now();
+      for (int i = 0; i < 3; ++i) run();
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                 .count() / (3.0 * cases);
+    };
+    const double batched = time_ms([&] {
+      for (const auto& result : gopd::reward::run_python_cases_sandboxed(batch, options)) {
+        if (result.outcome != gopd::reward::SandboxOutcome::kPassed) {
+          throw std::runtime_error("batched case failed: " + result.message);
+        }
+      }
+    });
+    const double one_by_one = time_ms([&] {
+      for (const auto& one : batch) {
+        const auto result = gopd::reward::run_python_sandboxed(one.program, one.stdin_text, options);
+        if (result.outcome != gopd::reward::SandboxOutcome::kPassed) {
+          throw std::runtime_error("case failed: " + result.message);
+        }
+      }
+    });
+    std::cout << nlohmann::json{{"bench", "sandbox_cases"},
+                                {"cases", cases},
+                                {"metric", "ms per test case (print(input()))"},
+                                {"value", batched},
+                                {"baseline", one_by_one},
+                                {"baseline_name", "one sandbox per case (reference path)"},
+                                {"ratio", one_by_one / batched}}
+                     .dump()
+              << std::endl;
+  }
   std::vector<char> held;
   for (const int64_t mb : sizes) {
     held.assign(static_cast<size_t>(mb) << 20, 0);

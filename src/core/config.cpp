@@ -181,6 +181,7 @@ void CodeRewardConfig::visit(ConfigVisitor& v) {
   v.field("max_processes", max_processes, NumberRule::at_least(1));
   v.field("all_or_nothing", all_or_nothing);
   v.field("allow_unsandboxed", allow_unsandboxed);
+  v.field("batch_cases", batch_cases);
   v.field("spawn", spawn, StringRule::one_of({"vfork", "fork"}));
 }
 

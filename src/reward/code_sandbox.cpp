@@ -200,8 +200,11 @@ std::vector<std::string> bwrap_arguments(const std::string& bwrap, const std::st
     const std::string prefix = fs::path(python).parent_path().parent_path().string();
     args.insert(args.end(), {"--ro-bind", prefix, prefix});
   }
-  args.insert(args.end(), {"--proc",     "/proc",     "--dev",    "/dev",
-                           "--tmpfs",    "/tmp",      "--chdir",  "/tmp",
+  // the root itself is read-only (not recursively: /tmp, /dev and /proc stay as mounted), and
+  // POSIX message queues are listed at /dev/mqueue, so the batch runner can remove them
+  args.insert(args.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--mqueue",
+                           "/dev/mqueue", "--remount-ro", "/"});
+  args.insert(args.end(), {"--chdir",  "/tmp",
                            "--clearenv", "--setenv",  "PATH",     "/usr/bin:/bin",
                            "--setenv",   "HOME",      "/tmp",     "--setenv",
                            "LANG",       "C.UTF-8",   "--setenv", "PYTHONDONTWRITEBYTECODE",
@@ -215,6 +218,7 @@ std::vector<std::string> bwrap_arguments(const std::string& bwrap, const std::st
 // take a lock or go through glibc's set*id (which signals every thread of the process).
 struct ChildSetup {
   int stdin_fd, stdout_fd, stderr_fd, info_fd;
+  int report_fd;  // becomes fd 4 when >= 0 (ReportChannel)
   rlim_t cpu, memory, file_size, processes;
   bool drop_uid;
   uid_t uid;
@@ -242,7 +246,8 @@ struct ChildSetup {
   move_fd(setup.stdout_fd, 1);
   move_fd(setup.stderr_fd, 2);
   move_fd(setup.info_fd, 3);
-  ::syscall(SYS_close_range, 4U, ~0U, 0U);
+  if (setup.report_fd >= 0) move_fd(setup.report_fd, 4);
+  ::syscall(SYS_close_range, setup.report_fd >= 0 ? 5U : 4U, ~0U, 0U);
   set_limit(RLIMIT_CPU, setup.cpu, setup.cpu + 1);  // SIGXCPU at the soft limit, SIGKILL 1 s later
   set_limit(RLIMIT_AS, setup.memory, setup.memory);
   set_limit(RLIMIT_FSIZE, setup.file_size, setup.file_size);
@@ -302,6 +307,11 @@ std::string resolve_python(const std::string& configured) {
 
 SandboxResult run_python_sandboxed(const std::string& program, const std::string& stdin_text,
                                    const SandboxOptions& options) {
+  return run_python_sandboxed(program, stdin_text, options, nullptr);
+}
+
+SandboxResult run_python_sandboxed(const std::string& program, const std::string& stdin_text,
+                                   const SandboxOptions& options, ReportChannel* channel) {
   if (program.size() > static_cast<size_t>(kMaxProgramBytes)) {
     return refused("program over " + std::to_string(kMaxProgramBytes / 1024) + " KiB");
   }
@@ -350,11 +360,12 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
 
   // stdin is a socket so that writing to a program that exited cannot raise SIGPIPE here.
   int stdin_pair[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1},
-      info_pipe[2] = {-1, -1};
+      info_pipe[2] = {-1, -1}, report_pipe[2] = {-1, -1};
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, stdin_pair) != 0 ||
       ::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0 ||
-      ::pipe2(info_pipe, O_CLOEXEC) != 0) {
-    for (int* fds : {stdin_pair, out_pipe, err_pipe, info_pipe}) {
+      ::pipe2(info_pipe, O_CLOEXEC) != 0 ||
+      (channel != nullptr && ::pipe2(report_pipe, O_CLOEXEC) != 0)) {
+    for (int* fds : {stdin_pair, out_pipe, err_pipe, info_pipe, report_pipe}) {
       close_fd(fds[0]);
       close_fd(fds[1]);
     }
@@ -369,7 +380,7 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
   // for every sandbox, ~60 ms at 2 GB, which was most of a GRPO step on code. The vfork child
   // borrows this memory until execve, so it makes only raw system calls (exec_child), with
   // every signal blocked here across the call. fork stays as the reference path.
-  const ChildSetup setup{stdin_pair[1], out_pipe[1], err_pipe[1], info_pipe[1], cpu, memory,
+  const ChildSetup setup{stdin_pair[1], out_pipe[1], err_pipe[1], info_pipe[1], report_pipe[1], cpu, memory,
                          file_size, process_limit, drop_uid, sandbox_uid, sandboxed,
                          argv.data(), envp.data(), nullptr};
   sigset_t all_signals, saved_mask;
@@ -381,7 +392,7 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
   if (child == 0) exec_child(child_setup);
   ::pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
   if (child < 0) {
-    for (int* fds : {stdin_pair, out_pipe, err_pipe, info_pipe}) {
+    for (int* fds : {stdin_pair, out_pipe, err_pipe, info_pipe, report_pipe}) {
       close_fd(fds[0]);
       close_fd(fds[1]);
     }
@@ -391,8 +402,12 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
   close_fd(out_pipe[1]);
   close_fd(err_pipe[1]);
   close_fd(info_pipe[1]);
+  close_fd(report_pipe[1]);
   int stdin_fd = stdin_pair[0], stdout_fd = out_pipe[0], stderr_fd = err_pipe[0],
-      info_fd = info_pipe[0];
+      info_fd = info_pipe[0], report_fd = report_pipe[0];
+  std::string report_text;
+  int64_t report_bytes = 0;
+  bool stopped = false;  // the report channel asked to stop
   if (!sandboxed) close_fd(info_fd);
   ::fcntl(stdin_fd, F_SETFL, O_NONBLOCK);
   if (stdin_text.empty()) close_fd(stdin_fd);
@@ -408,7 +423,7 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
   const size_t cap = static_cast<size_t>(options.max_output_bytes);
   char buffer[65536];
 
-  while (stdout_fd >= 0 || stderr_fd >= 0 || info_fd >= 0) {
+  while (stdout_fd >= 0 || stderr_fd >= 0 || info_fd >= 0 || report_fd >= 0) {
     const auto now = Clock::now();
     if (now >= deadline) {
       timed_out = true;
@@ -416,7 +431,7 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
     }
     const int wait_ms = static_cast<int>(
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1);
-    pollfd fds[4];
+    pollfd fds[5];
     int count = 0;
     auto add = [&](int fd, short events) {
       if (fd >= 0) fds[count++] = {fd, events, 0};
@@ -424,6 +439,7 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
     add(stdout_fd, POLLIN);
     add(stderr_fd, POLLIN);
     add(info_fd, POLLIN);
+    add(report_fd, POLLIN);
     add(stdin_fd, POLLOUT);
     if (::poll(fds, static_cast<nfds_t>(count), wait_ms) < 0) {
       if (errno == EINTR) continue;
@@ -447,6 +463,18 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
         if (fd == stdout_fd) close_fd(stdout_fd);
         if (fd == stderr_fd) close_fd(stderr_fd);
         if (fd == info_fd) close_fd(info_fd);
+        if (fd == report_fd) close_fd(report_fd);
+        continue;
+      }
+      if (fd == report_fd) {
+        report_bytes += got;
+        report_text.append(buffer, static_cast<size_t>(got));
+        for (size_t end; !stopped && (end = report_text.find('\n')) != std::string::npos;) {
+          const std::string line = report_text.substr(0, end);
+          report_text.erase(0, end + 1);
+          if (!channel->on_line(line)) stopped = true;
+        }
+        if (report_bytes > channel->max_bytes) stopped = true;
         continue;
       }
       if (fd == info_fd) {
@@ -461,10 +489,10 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
         result.truncated = true;
       }
     }
-    if (result.truncated) break;
+    if (result.truncated || stopped) break;
   }
   // Output is done (or the run is over): wait for the exit within what is left of the clock.
-  if (!timed_out && !result.truncated) {
+  if (!timed_out && !result.truncated && !stopped) {
     bool reaped = false;
     while (!reaped) {
       const pid_t waited = ::waitpid(child, &status, WNOHANG);
@@ -483,7 +511,7 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
     killed = true;
   }
   if (killed) status = kill_and_reap(child, namespace_init);
-  for (int* fd : {&stdin_fd, &stdout_fd, &stderr_fd, &info_fd}) close_fd(*fd);
+  for (int* fd : {&stdin_fd, &stdout_fd, &stderr_fd, &info_fd, &report_fd}) close_fd(*fd);
   result.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
 
   if (timed_out) {
@@ -513,6 +541,11 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
       result.exit_code = code;
     }
   }
+  classify_exit(result, options);
+  return result;
+}
+
+void classify_exit(SandboxResult& result, const SandboxOptions& options) {
   if (result.signal == SIGXCPU ||
       (result.signal == SIGKILL &&
        result.wall_seconds >= 0.9 * static_cast<double>(options.cpu_seconds))) {
@@ -530,7 +563,6 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
     result.outcome = SandboxOutcome::kFailed;
     result.message = "exit status " + std::to_string(result.exit_code);
   }
-  return result;
 }
 
 }  // namespace gopd::reward

@@ -222,12 +222,14 @@ CodeReport verify_code_report(std::string_view response, const CodeTests& tests,
   CodeReport report;
   int64_t passed = 0;
   std::string first_failure;
-  for (size_t i = 0; i < tests.cases.size(); ++i) {
+  const auto case_of = [&](const CodeCase& one) {
+    return tests.kind == CodeTests::Kind::kCall
+               ? SandboxCase{call_harness(program, tests.entry_point, one.args), ""}
+               : SandboxCase{program, one.input};
+  };
+  // Judges case i from its run; false = no later case is needed (all_or_nothing failed).
+  const auto judge = [&](size_t i, const SandboxResult& run) {
     const CodeCase& one = tests.cases[i];
-    SandboxResult run =
-        tests.kind == CodeTests::Kind::kCall
-            ? run_python_sandboxed(call_harness(program, tests.entry_point, one.args), "", options)
-            : run_python_sandboxed(program, one.input, options);
     SandboxOutcome outcome = run.outcome;
     std::string reason = outcome == SandboxOutcome::kPassed ? "" : short_reason(run);
     if (outcome == SandboxOutcome::kPassed) {
@@ -246,7 +248,7 @@ CodeReport verify_code_report(std::string_view response, const CodeTests& tests,
     report.outcomes.push_back(outcome);
     if (outcome == SandboxOutcome::kPassed) {
       ++passed;
-      continue;
+      return true;
     }
     if (first_failure.empty()) {
       first_failure = "case " + std::to_string(i + 1) + " " + outcome_name(outcome) +
@@ -254,7 +256,22 @@ CodeReport verify_code_report(std::string_view response, const CodeTests& tests,
     }
     if (config.all_or_nothing) {
       if (i + 1 < tests.cases.size()) first_failure += "; later cases not run";
-      break;
+      return false;
+    }
+    return true;
+  };
+  if (config.batch_cases && tests.cases.size() > 1) {
+    // one sandbox for all cases, each judged as its report arrives (the expected outputs never
+    // enter the sandbox), so all_or_nothing stops the sandbox at the first failure
+    std::vector<SandboxCase> cases;
+    for (const CodeCase& one : tests.cases) cases.push_back(case_of(one));
+    (void)run_python_cases_sandboxed(cases, options, judge);
+  } else {
+    for (size_t i = 0; i < tests.cases.size(); ++i) {
+      const SandboxCase sandbox_case = case_of(tests.cases[i]);
+      if (!judge(i, run_python_sandboxed(sandbox_case.program, sandbox_case.stdin_text, options))) {
+        break;
+      }
     }
   }
   const auto total = static_cast<int64_t>(tests.cases.size());

@@ -186,6 +186,10 @@ struct CodeRewardConfig {
   int64_t max_processes = 16;
   bool all_or_nothing = true;      // false = reward is the fraction of tests passed
   bool allow_unsandboxed = false;  // run without bubblewrap (loud warning)
+  // All of a response's test cases in one sandbox (one bubblewrap start), each case still its
+  // own process with the limits above and a clean sandbox; false = one sandbox per case (the
+  // reference path).
+  bool batch_cases = true;
   // How the sandbox's process starts: vfork (no copy of the trainer's page tables) or fork,
   // the reference path, ~60 ms per start from a 2 GB process.
   std::string spawn = "vfork";

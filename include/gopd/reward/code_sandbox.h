@@ -20,7 +20,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace gopd::reward {
 
@@ -72,5 +74,40 @@ std::string resolve_python(const std::string& configured);
 // Runs `program` with `stdin_text` on its stdin. Never throws for anything the program does.
 SandboxResult run_python_sandboxed(const std::string& program, const std::string& stdin_text,
                                    const SandboxOptions& options);
+
+// The outcome of a program that ended on its own (not by the wall clock or the output cap),
+// from its exit_code / signal / wall_seconds / stderr_text: SIGXCPU (or SIGKILL past 90% of
+// the CPU limit) = timeout; another signal or a MemoryError = crashed; status 0 = passed;
+// else failed. Shared by the one-case and the batched paths.
+void classify_exit(SandboxResult& result, const SandboxOptions& options);
+
+// A second output of the sandboxed program: a pipe at its fd 4, which bwrap's init does not
+// keep, read line by line into on_line as lines complete; on_line returning false, or more
+// than max_bytes in all, kills the sandbox (the result is then whatever the run was at).
+struct ReportChannel {
+  std::function<bool(const std::string& line)> on_line;
+  int64_t max_bytes = 1 << 20;
+};
+SandboxResult run_python_sandboxed(const std::string& program, const std::string& stdin_text,
+                                   const SandboxOptions& options, ReportChannel* channel);
+
+struct SandboxCase {
+  std::string program;
+  std::string stdin_text;
+};
+
+// All of a response's test cases in ONE sandbox (one bubblewrap start instead of one per
+// case): a trusted runner inside it starts each case as its own `python3 -I -c` process with
+// the per-case limits of `options` (wall clock, CPU, memory, file size, output cap), and before
+// the next case kills whatever the case left running and empties what it could have written
+// (code_sandbox_batch.cpp lists it), so a case sees the sandbox as a fresh one. Results are in
+// case order, judged as run_python_sandboxed judges one case. on_case (if given) sees each
+// result as it arrives; returning false stops the run: the cases after it are refused, "not run".
+// Cases the runner could not report (a case killed it, or the whole sandbox ran out of time) are
+// crashed / timeout. Without bubblewrap, or for a program the batch cannot carry (not UTF-8),
+// cases run one by one on the one-case path.
+std::vector<SandboxResult> run_python_cases_sandboxed(
+    const std::vector<SandboxCase>& cases, const SandboxOptions& options,
+    const std::function<bool(size_t index, const SandboxResult& result)>& on_case = {});
 
 }  // namespace gopd::reward
