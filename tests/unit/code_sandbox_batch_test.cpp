@@ -241,6 +241,45 @@ TEST_F(CodeSandboxBatchTest, CallHarnessCasesMatchTheReference) {
   }
 }
 
+// Cases are forked from the runner's interpreter instead of starting one each: what a fresh
+// `python3 -I -c` does on the way in and out must hold all the same (SystemExit's argument,
+// tracebacks, syntax errors, atexit, threads still running at the end, stdin at EOF, UTF-8,
+// __name__ and argv, flushing), with the same output, exit status and signal as the reference.
+TEST_F(CodeSandboxBatchTest, ForkedCasesBehaveLikeAFreshInterpreter) {
+  SandboxOptions options;
+  options.wall_seconds = 2.0;
+  options.cpu_seconds = 1;
+  options.memory_mb = 256;
+  const std::vector<SandboxCase> cases = {
+      {"print(input())", "a b\n"},
+      {"import sys\nsys.exit(3)", ""},
+      {"import sys\nsys.exit('bye')", ""},
+      {"import sys\nsys.exit(None)", ""},
+      {"import sys\nsys.exit(256 + 7)", ""},
+      {"def f(:\n    pass", ""},
+      {"raise ValueError('x')", ""},
+      {"import atexit\natexit.register(lambda: print('at exit'))\nprint('main')", ""},
+      {"import threading, time\ndef f():\n    time.sleep(0.1)\n    print('thread')\n"
+       "threading.Thread(target=f).start()\nprint('main')", ""},
+      {"x = input()\ny = input()", "1\n"},
+      {"import sys\nprint(sum(int(line) for line in sys.stdin))", "1\n2\n3\n"},
+      {"print('\u00e9\u4e2d', end='')", ""},
+      {"import sys\nprint(__name__, sys.argv, sys.flags.isolated, [k for k in globals() if k[0] != '_'])", ""},
+      {"import sys\nsys.stdout.write('partial')\nimport os\nos._exit(0)", ""},
+      {"import os, signal\nos.kill(os.getpid(), signal.SIGTERM)", ""},
+  };
+  const std::vector<SandboxResult> batched = run_python_cases_sandboxed(cases, options);
+  ASSERT_EQ(batched.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const SandboxResult one = run_python_sandboxed(cases[i].program, cases[i].stdin_text, options);
+    EXPECT_EQ(batched[i].outcome, one.outcome) << cases[i].program;
+    EXPECT_EQ(batched[i].exit_code, one.exit_code) << cases[i].program;
+    EXPECT_EQ(batched[i].signal, one.signal) << cases[i].program;
+    EXPECT_EQ(batched[i].stdout_text, one.stdout_text) << cases[i].program;
+    EXPECT_EQ(batched[i].stderr_text.empty(), one.stderr_text.empty()) << cases[i].program;
+  }
+}
+
 // run_python_cases_sandboxed called directly: results in case order with their fields filled
 // (output, stderr, exit status), and a callback that stops the run leaves the rest not run.
 TEST_F(CodeSandboxBatchTest, ResultsComeInCaseOrderWithTheirFields) {

@@ -97,8 +97,9 @@ struct SandboxCase {
 };
 
 // All of a response's test cases in ONE sandbox (one bubblewrap start instead of one per
-// case): a trusted runner inside it starts each case as its own `python3 -I -c` process with
-// the per-case limits of `options` (wall clock, CPU, memory, file size, output cap), and before
+// case): a trusted runner inside it (`python3 -I`) forks each case from its interpreter as its
+// own process with the per-case limits of `options` (wall clock, CPU, memory, file size, output
+// cap) and a fresh __main__, as `python3 -I -c` would run it, and before
 // the next case kills whatever the case left running and empties what it could have written
 // (code_sandbox_batch.cpp lists it), so a case sees the sandbox as a fresh one. Results are in
 // case order, judged as run_python_sandboxed judges one case. on_case (if given) sees each
