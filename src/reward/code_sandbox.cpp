@@ -200,10 +200,11 @@ std::vector<std::string> bwrap_arguments(const std::string& bwrap, const std::st
     const std::string prefix = fs::path(python).parent_path().parent_path().string();
     args.insert(args.end(), {"--ro-bind", prefix, prefix});
   }
-  // the root itself is read-only (not recursively: /tmp, /dev and /proc stay as mounted), and
+  // the root and /dev are read-only (not recursively: /tmp, /dev/shm and /proc stay writable), and
   // POSIX message queues are listed at /dev/mqueue, so the batch runner can remove them
-  args.insert(args.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--mqueue",
-                           "/dev/mqueue", "--remount-ro", "/"});
+  args.insert(args.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs",
+                           "/tmp", "--mqueue", "/dev/mqueue", "--remount-ro", "/", "--remount-ro",
+                           "/dev"});
   args.insert(args.end(), {"--chdir",  "/tmp",
                            "--clearenv", "--setenv",  "PATH",     "/usr/bin:/bin",
                            "--setenv",   "HOME",      "/tmp",     "--setenv",
@@ -472,7 +473,11 @@ SandboxResult run_python_sandboxed(const std::string& program, const std::string
         for (size_t end; !stopped && (end = report_text.find('\n')) != std::string::npos;) {
           const std::string line = report_text.substr(0, end);
           report_text.erase(0, end + 1);
-          if (!channel->on_line(line)) stopped = true;
+          try {
+            if (!channel->on_line(line)) stopped = true;
+          } catch (...) {  // the sandbox must still be killed and reaped below
+            stopped = true;
+          }
         }
         if (report_bytes > channel->max_bytes) stopped = true;
         continue;

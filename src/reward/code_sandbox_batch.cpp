@@ -47,10 +47,24 @@ job = json.loads(sys.stdin.buffer.read())
 os.close(0)
 cap = job["cap"]
 me = os.getpid()
-tmp_mode = stat.S_IMODE(os.stat("/tmp").st_mode)
 keyctl = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
+# What a fresh sandbox looks like, restored or checked after every case: the writable
+# directories' mode and times, and this process's own settings, which any process of the same
+# uid could change from outside (prlimit, affinity, nice, scheduler) and later forks would inherit.
+def directory_state(path):  # mode and modification time (reading a directory moves its atime)
+    info = os.stat(path)
+    return stat.S_IMODE(info.st_mode), info.st_mtime_ns
+writable = {path: directory_state(path) for path in ("/tmp", "/dev/shm") if os.path.isdir(path)}
+limit_names = [name for name in dir(resource) if name.startswith("RLIMIT_")]
+def own_settings():
+    return ({name: resource.getrlimit(getattr(resource, name)) for name in limit_names},
+            os.sched_getaffinity(0), os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0))
+settings = own_settings()
 
 def limits():
+    for name, value in settings[0].items():
+        resource.setrlimit(getattr(resource, name), value)
+    os.sched_setaffinity(0, settings[1])
     resource.setrlimit(resource.RLIMIT_CPU, (job["cpu"], job["cpu"] + 1))
     resource.setrlimit(resource.RLIMIT_AS, (job["memory"], job["memory"]))
     resource.setrlimit(resource.RLIMIT_FSIZE, (job["file_size"], job["file_size"]))
@@ -66,7 +80,8 @@ def reap():
     except ChildProcessError:
         pass
 
-def empty(top, mode):
+def empty(top):
+    mode, mtime = writable[top]
     os.chmod(top, 0o700)
     for root, dirs, files in os.walk(top, topdown=True, onerror=None):
         for name in dirs:
@@ -82,9 +97,12 @@ def empty(top, mode):
                 os.unlink(path)
             else:
                 os.rmdir(path)
+    for name in os.listxattr(top):
+        os.removexattr(top, name)
     os.chmod(top, mode)
-    if os.listdir(top):
-        raise OSError("%s is not empty" % top)
+    os.utime(top, ns=(mtime, mtime))
+    if os.listdir(top) or os.listxattr(top) or directory_state(top) != writable[top]:
+        raise OSError("%s is not as it was" % top)
 
 def clean():
     for _ in range(500):
@@ -98,9 +116,8 @@ def clean():
         time.sleep(0.002)
     else:
         sys.exit(71)
-    empty("/tmp", tmp_mode)
-    if os.path.isdir("/dev/shm"):
-        empty("/dev/shm", stat.S_IMODE(os.stat("/dev/shm").st_mode))
+    for path in writable:
+        empty(path)
     if os.path.isdir("/dev/mqueue"):
         for name in os.listdir("/dev/mqueue"):
             os.unlink(os.path.join("/dev/mqueue", name))
@@ -113,8 +130,17 @@ def clean():
             if remove(i) != 0:
                 sys.exit(71)
     if keyctl is not None:
-        for keyring in (-4, -5):  # the user and user-session keyrings; KEYCTL_CLEAR = 7
-            libc.syscall(keyctl, 7, keyring)
+        # the session, user and user-session keyrings (KEYCTL_CLEAR = 7), and the persistent
+        # one where the kernel has it (KEYCTL_GET_PERSISTENT = 22, linked into the process keyring)
+        rings = [-3, -4, -5]
+        persistent = libc.syscall(keyctl, 22, -1, -2)
+        if persistent > 0:
+            rings.append(persistent)
+        for keyring in rings:
+            if libc.syscall(keyctl, 7, keyring) != 0 and ctypes.get_errno() not in (2, 126):
+                sys.exit(71)  # ENOENT / ENOKEY: a ring that does not exist; anything else is not fine
+    if own_settings() != settings:
+        sys.exit(71)
 
 def drain(fd, buffer):
     os.set_blocking(fd, False)
@@ -131,8 +157,8 @@ def exit_status(exit):
     # what the interpreter does with SystemExit's argument
     if exit.code is None:
         return 0
-    if isinstance(exit.code, int):
-        return exit.code & 0xFF
+    if isinstance(exit.code, int):  # a C long, 255 past its range, as CPython does
+        return exit.code & 0xFF if -(1 << 63) <= exit.code < (1 << 63) else 255
     try:
         print(exit.code, file=sys.stderr)
     except Exception:
@@ -142,8 +168,9 @@ def exit_status(exit):
 def child(program, stdin_fd, stdout_fd, stderr_fd):
     # The case, in a fork of this interpreter (already started, so no interpreter start-up per
     # case): its own session, stdio, limits and a fresh __main__; then what the interpreter does
-    # on the way out (wait for threads, atexit, flush). Nothing of the runner stays reachable but
-    # this case's own input: the job (the other cases' inputs) is cleared, fd 4 is closed.
+    # on the way out (wait for threads, atexit, flush). fd 4 is closed; the job is dropped, but
+    # other cases' inputs may stay readable in this copy of the runner's memory (inputs only:
+    # the expected outputs never enter the sandbox).
     code = 1
     try:
         os.setsid()
@@ -154,10 +181,13 @@ def child(program, stdin_fd, stdout_fd, stderr_fd):
         limits()
         job.clear()
         os.chdir("/tmp")
-        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8")
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8")
-        sys.stderr = io.TextIOWrapper(io.BufferedWriter(io.FileIO(2, "w", closefd=False)), encoding="utf-8",
-                                      errors="backslashreplace", line_buffering=True)
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)),
+                                     encoding="utf-8", newline="\n")
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
+                                      encoding="utf-8", newline="\n")
+        sys.stderr = io.TextIOWrapper(io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+                                      encoding="utf-8", errors="backslashreplace", newline="\n",
+                                      line_buffering=True)
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
         main = types.ModuleType("__main__")
         main.__builtins__ = builtins
@@ -175,8 +205,6 @@ def child(program, stdin_fd, stdout_fd, stderr_fd):
                 sys.modules["threading"]._shutdown()
             import atexit
             atexit._run_exitfuncs()
-        except SystemExit as exit:
-            code = exit_status(exit)
         except BaseException:
             traceback.print_exc()
         for stream in (sys.stdout, sys.stderr):
@@ -274,6 +302,7 @@ def run(case):
         os.killpg(proc.pid, signal.SIGKILL)
     code = proc.wait()
     wall = time.monotonic() - start
+    timed_out = timed_out or wall > job["wall"]  # e.g. the runner was stopped meanwhile
     if exited_fd is not None:
         os.close(exited_fd)
     for stream in (proc.stdin, proc.stdout, proc.stderr):
@@ -302,7 +331,9 @@ for index, case in enumerate(job["cases"]):
                   "error": repr(error)[:200], "stdout": "", "stderr": ""}
     clean()
     result["case"] = index
-    reports.write((json.dumps(result) + "\n").encode())
+    line = (json.dumps(result) + "\n").encode()
+    while line:
+        line = line[reports.write(line):]
 )PY";
 
 std::string base64_decode(const std::string& text) {
@@ -410,7 +441,7 @@ std::vector<SandboxResult> run_python_cases_sandboxed(
       if (!error.empty()) {
         result.outcome = SandboxOutcome::kCrashed;
         result.message = "the case runner could not run this case: " + error;
-      } else if (report.at("timed_out").get<bool>()) {
+      } else if (report.at("timed_out").get<bool>() || result.wall_seconds > options.wall_seconds) {
         result.exit_code = -1;  // killed by the wall clock, as the one-case path reports it
         result.signal = 0;
         result.outcome = SandboxOutcome::kTimeout;

@@ -159,13 +159,25 @@ if k == 1:
         open('/left_in_root', 'w').write('x')
     except OSError:
         pass
+    try:
+        open('/dev/left', 'w').write('x')
+    except OSError:
+        pass
+    os.setxattr('/tmp', 'user.left', b'x')
+    os.utime('/tmp', (1, 1))
+    if os.uname().machine == 'x86_64':  # add_key(2) into the user keyring
+        libc.syscall(248, b'user', b'gopd_left', b'x', 1, -4)
     os.chmod('/tmp', 0)
     print(2)
 else:
     others = [p for p in os.listdir('/proc')
               if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())]
     left = {'tmp': os.listdir('/tmp'), 'shm': os.listdir('/dev/shm'), 'root': os.path.exists('/left_in_root'),
-            'sysv': libc.shmget(0x6f70, 4096, 0o600) != -1, 'processes': others}
+            'sysv': libc.shmget(0x6f70, 4096, 0o600) != -1, 'processes': others,
+            'dev': os.path.exists('/dev/left'), 'xattr': os.listxattr('/tmp'),
+            'mtime': os.stat('/tmp').st_mtime < 100,
+            'key': os.uname().machine == 'x86_64' and  # keyctl(KEYCTL_SEARCH) in the user keyring
+                   libc.syscall(250, 10, -4, b'user', b'gopd_left', 0) != -1}
     open('/tmp/works', 'w').write('x')
     clean = not any(left.values())
     print(2 * k if clean else 'left: %s' % left)
@@ -212,6 +224,26 @@ else:
   EXPECT_NEAR(report.verdict.reward, 1.0 / 3.0, 1e-12) << report.verdict.detail;
   EXPECT_EQ(report.outcomes.at(0), SandboxOutcome::kPassed) << report.verdict.detail;
   EXPECT_EQ(report.outcomes.at(1), SandboxOutcome::kFailed);
+}
+
+// A case can stop the runner (same uid) to run past its wall clock, or change the runner's
+// limits for the cases after it: the first is a timeout, the second ends the batch.
+TEST_F(CodeSandboxBatchTest, StoppingOrChangingTheRunnerGainsNothing) {
+  const std::string stop =
+      "import os, signal, time\nk = int(input())\nos.kill(os.getppid(), signal.SIGSTOP)\n"
+      "time.sleep(2.5)\nos.kill(os.getppid(), signal.SIGCONT)\nprint(2 * k)";
+  const CodeReport stopped = verify_code_report(stop, doubling_tests(), config_for(true, false));
+  EXPECT_EQ(stopped.outcomes.at(0), SandboxOutcome::kTimeout) << stopped.verdict.detail;
+  const std::string change =
+      "import os, resource\nk = int(input())\nif k == 1:\n"
+      "    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+      "    resource.prlimit(os.getppid(), resource.RLIMIT_NOFILE, (64, hard))\n"
+      "print(2 * k if resource.getrlimit(resource.RLIMIT_NOFILE)[0] != 64 or k == 1 else 0)";
+  const CodeReport changed = verify_code_report(change, doubling_tests(), config_for(true, false));
+  // the runner finds its limits changed after case 1 and stops before reporting it
+  EXPECT_EQ(changed.verdict.reward, 0.0) << changed.verdict.detail;
+  EXPECT_NE(changed.outcomes.at(1), SandboxOutcome::kPassed) << changed.verdict.detail;
+  EXPECT_NE(changed.outcomes.at(2), SandboxOutcome::kPassed) << changed.verdict.detail;
 }
 
 TEST_F(CodeSandboxBatchTest, KillingTheRunnerCostsOnlyItsOwnCases) {
@@ -264,6 +296,8 @@ TEST_F(CodeSandboxBatchTest, ForkedCasesBehaveLikeAFreshInterpreter) {
       {"x = input()\ny = input()", "1\n"},
       {"import sys\nprint(sum(int(line) for line in sys.stdin))", "1\n2\n3\n"},
       {"print('\u00e9\u4e2d', end='')", ""},
+      {"print(repr(input()), repr(input()))", "a\r\nb\r\n"},
+      {"import sys\nsys.exit(2 ** 64)", ""},
       {"import sys\nprint(__name__, sys.argv, sys.flags.isolated, [k for k in globals() if k[0] != '_'])", ""},
       {"import sys\nsys.stdout.write('partial')\nimport os\nos._exit(0)", ""},
       {"import os, signal\nos.kill(os.getpid(), signal.SIGTERM)", ""},
