@@ -410,10 +410,7 @@ std::vector<SandboxResult> run_python_cases_sandboxed(
   } catch (const json::exception&) {  // text that is not UTF-8 cannot travel in JSON
     return one_by_one();
   }
-  std::vector<size_t> sent(cases.size());
-  for (size_t i = 0; i < sent.size(); ++i) sent[i] = i;
-
-  const auto count = static_cast<int64_t>(sent.size());
+  const auto count = static_cast<int64_t>(cases.size());
   SandboxOptions runner = options;
   // the runner's own budget: each case's wall clock plus a start and a clean-up, generously
   runner.wall_seconds = static_cast<double>(count) * (options.wall_seconds + 2.0) + 10.0;
@@ -427,7 +424,7 @@ std::vector<SandboxResult> run_python_cases_sandboxed(
   size_t next = 0;  // the runner reports cases in order
   channel.on_line = [&](const std::string& line) {
     const json report = json::parse(line, nullptr, false);
-    if (next >= sent.size() || !report.is_object()) return false;
+    if (next >= cases.size() || !report.is_object()) return false;
     SandboxResult result;
     try {
       if (report.at("case").get<size_t>() != next) return false;
@@ -457,12 +454,12 @@ std::vector<SandboxResult> run_python_cases_sandboxed(
     } catch (const json::exception&) {
       return false;
     }
-    finish(sent[next++], std::move(result));
-    return !stopped && next < sent.size();
+    finish(next++, std::move(result));
+    return !stopped && next < cases.size();
   };
   const SandboxResult run = run_python_sandboxed(kCaseRunner, job_text, runner, &channel);
   if (!stopped) {
-    for (size_t k = next; k < sent.size(); ++k) {
+    for (size_t k = next; k < cases.size(); ++k) {
       SandboxResult result;
       if (run.outcome == SandboxOutcome::kRefused) {
         result.outcome = SandboxOutcome::kRefused;
@@ -475,7 +472,7 @@ std::vector<SandboxResult> run_python_cases_sandboxed(
         result.message = "the case runner stopped before reporting this case (" +
                          (run.message.empty() ? std::string("no report") : run.message) + ")";
       }
-      finish(sent[k], std::move(result));
+      finish(k, std::move(result));
       if (stopped) break;
     }
   }

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "gopd/reward/code_verifier.h"
+#include "sandbox_test_util.h"
 
 namespace gopd::reward {
 namespace {
@@ -39,18 +40,7 @@ CodeTests doubling_tests() {
       {"input": "3\n", "output": "6"}]})"));
 }
 
-int64_t processes_with(const std::string& marker) {
-  int64_t count = 0;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream input(entry.path() / "cmdline", std::ios::binary);
-    std::stringstream text;
-    text << input.rdbuf();
-    if (text.str().find(marker) != std::string::npos) ++count;
-  }
-  return count;
-}
+using test::processes_with;
 
 class CodeSandboxBatchTest : public ::testing::Test {
  protected:

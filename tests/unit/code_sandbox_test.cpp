@@ -13,6 +13,7 @@
 
 #include "gopd/core/error.h"
 #include "gopd/reward/code_verifier.h"
+#include "sandbox_test_util.h"
 
 namespace gopd::reward {
 namespace {
@@ -31,20 +32,7 @@ core::CodeRewardConfig fast_config() {
   return config;
 }
 
-// Host processes whose command line contains `marker` (the sandboxed programs carry it in
-// their `python3 -c` argument, and forked children inherit it).
-int64_t processes_with(const std::string& marker) {
-  int64_t count = 0;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream input(entry.path() / "cmdline", std::ios::binary);
-    std::stringstream text;
-    text << input.rdbuf();
-    if (text.str().find(marker) != std::string::npos) ++count;
-  }
-  return count;
-}
+using test::processes_with;
 
 CodeTests call_tests(const json& args, const json& expected) {
   return parse_code_tests({{"kind", "call"},
