@@ -24,6 +24,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libgloo-dev             # gloo headers for c10d (pip torch ships the library, not them)
   bubblewrap              # sandbox for model-written code
+  libcpp-httplib-dev      # HTTP for gopd serve and remote teachers
   python3                 # interpreter the code verifier runs candidates with
   python3-venv            # the project venv (pip's torch, the tests' references)
   clang-format

@@ -28,6 +28,7 @@ Command add_eval_command(CLI::App& parent);
 Command add_bench_command(CLI::App& parent);  // bench kernels
 Command add_train_command(CLI::App& parent);
 Command add_launch_command(CLI::App& parent);  // multi-process jobs
+Command add_serve_command(CLI::App& parent);  // OpenAI/vLLM completions server
 // @@register-declarations@@
 
 }  // namespace gopd::cli

@@ -45,6 +45,7 @@ int run(int argc, char** argv) {
   commands.push_back(gopd::cli::add_bench_command(app));
   commands.push_back(gopd::cli::add_train_command(app));
   commands.push_back(gopd::cli::add_launch_command(app));
+  commands.push_back(gopd::cli::add_serve_command(app));
   // @@register-commands@@
 
   try {

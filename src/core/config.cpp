@@ -76,8 +76,16 @@ void StudentConfig::visit(ConfigVisitor& v) {
           StringRule::one_of({"auto", "qwen3", "qwen3_no_think", "chatml", "llama3", "none"}));
 }
 
+void RemoteModelConfig::visit(ConfigVisitor& v) {
+  v.field("url", url, StringRule::any());
+  v.field("model", model, StringRule::any());
+  v.field("timeout_s", timeout_s, NumberRule::positive());
+  v.field("api_key_env", api_key_env, StringRule::any());
+}
+
 void TeacherConfig::visit(ConfigVisitor& v) {
-  v.field("path", path, StringRule::non_empty());
+  v.field("path", path, StringRule::any());
+  remote.visit(v);
   v.field("lambda", lambda, NumberRule::non_negative());
   v.field("reference", reference, StringRule::any());
   v.field("dtype", dtype, StringRule::one_of(kFrozenDtypes));
@@ -86,6 +94,7 @@ void TeacherConfig::visit(ConfigVisitor& v) {
 
 void ReferenceConfig::visit(ConfigVisitor& v) {
   v.field("path", path, StringRule::non_empty());
+  remote.visit(v);
   v.field("dtype", dtype, StringRule::one_of(kFrozenDtypes));
   v.field("device", device, StringRule::any());
 }
@@ -241,6 +250,43 @@ void Config::validate() const {
                  "algorithm opd is G-OPD with lambda = 1; use algorithm: gopd "
                  "for lambda = " +
                      format_number(*gopd.lambda));
+  }
+  bool any_remote = !reference.remote.url.empty();
+  const auto check_url = [](const std::string& key, const std::string& url) {
+    if (!url.empty() && url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+      config_issue(key, "expected an http:// or https:// address, got \"" + url + "\"");
+    }
+  };
+  check_url("reference.url", reference.remote.url);
+  for (const auto& [name, teacher] : teachers) {
+    const std::string key = "teachers." + name;
+    if (teacher.path.empty() == teacher.remote.url.empty()) {
+      config_issue(key, "give exactly one of path (a model directory) or url (a served model)");
+    }
+    check_url(key + ".url", teacher.remote.url);
+    const bool remote_reference = teacher.reference.rfind("http://", 0) == 0 ||
+                                  teacher.reference.rfind("https://", 0) == 0;
+    any_remote = any_remote || !teacher.remote.url.empty() || remote_reference;
+    if (!teacher.remote.url.empty() && !teacher.device.empty()) {
+      config_issue(key + ".device", "a served teacher (url) runs where its server runs");
+    }
+  }
+  if (!reference.remote.url.empty() && !distills) {
+    config_issue("reference.url", "a served reference scores distillation (opd, gopd) only; "
+                                  "algorithm " + algorithm + " needs reference.path");
+  }
+  if (any_remote && distills) {
+    if (gopd.objective == "full_vocab") {
+      config_issue("gopd.objective",
+                   "full_vocab needs every teacher's logits in this process; a served teacher or "
+                   "reference (url) gives log-probs: use sampled_token or top_k");
+    }
+    if (rollout.temperature != 1.0) {
+      config_issue("rollout.temperature",
+                   "served teachers and references (url) give log-probs at temperature 1 (the "
+                   "server's raw logits), so the rollout must sample at 1; got " +
+                       format_number(rollout.temperature));
+    }
   }
   for (const auto& [name, teacher] : teachers) {
     if (!teacher.device.empty() && !is_device_name(teacher.device)) {

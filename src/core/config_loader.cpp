@@ -321,7 +321,7 @@ class YamlReader : public ConfigVisitor {
     const std::string path = join_path(prefix_, key);
     if (!found.IsMap()) {
       fail(key, found,
-           "expected a mapping of teacher names to {path, lambda, reference}, got " +
+           "expected a mapping of teacher names to {path or url, lambda, reference}, got " +
                describe_found(found));
     }
     teachers.clear();
@@ -336,15 +336,20 @@ class YamlReader : public ConfigVisitor {
                       "a teacher name uses letters, digits, '_' and '-' only");
       }
       TeacherConfig teacher;
-      if (item.second.IsScalar()) {  // shorthand: `math: /models/math-teacher`
-        teacher.path = item.second.Scalar();
+      if (item.second.IsScalar()) {  // shorthand: `math: /models/math-teacher` (or an http URL)
+        const std::string value = item.second.Scalar();
+        const bool served = value.rfind("http://", 0) == 0 || value.rfind("https://", 0) == 0;
+        (served ? teacher.remote.url : teacher.path) = value;
         context_.remember(teacher_path, item.second.Mark());
       } else {
         read_mapping(context_, item.second, teacher_path,
                      [&teacher](ConfigVisitor& inner) { teacher.visit(inner); });
-        if (teacher.path.empty()) {
+        if (teacher.path.empty() == teacher.remote.url.empty()) {
           context_.fail(teacher_path + ".path", item.second.Mark(),
-                        "required: the teacher model directory");
+                        teacher.path.empty()
+                            ? "required: the teacher model directory (path) or a served "
+                              "teacher's address (url)"
+                            : "give path (a model directory) or url (a served teacher), not both");
         }
       }
       teachers[name] = teacher;

@@ -248,8 +248,11 @@ void check_segments(const char* op, const kernels::LogitHead& student,
                    ") in order; got [" + std::to_string(segment.begin) + ", " +
                    std::to_string(segment.end) + ")");
     }
-    if (!segment.teacher.defined() || segment.teacher.hidden.size(0) != segment.end - segment.begin) {
-      fail(op, "a segment's teacher head must have the segment's rows");
+    const bool served = segment.served.ids.defined();
+    if (served ? segment.served.ids.size(0) != segment.end - segment.begin
+               : !segment.teacher.defined() ||
+                     segment.teacher.hidden.size(0) != segment.end - segment.begin) {
+      fail(op, "a segment's teacher head (or served top k) must have the segment's rows");
     }
     if (!segment.reference.defined()) check_lambda_without_reference(op, segment.lambda);
     next = segment.end;
@@ -326,6 +329,29 @@ TopK teacher_top_k(const kernels::LogitHead& teacher, const kernels::LogitHead& 
   return top;
 }
 
+TopK served_top_k(torch::Tensor ids, torch::Tensor teacher_logprobs,
+                  const kernels::LogitHead& reference, double temperature) {
+  TopK top;
+  top.ids = std::move(ids);
+  top.teacher_logprobs = std::move(teacher_logprobs);
+  if (!reference.defined()) return top;
+  torch::NoGradGuard no_grad;
+  const int64_t rows = reference.rows();
+  const int64_t k = top.ids.size(-1);
+  const torch::Tensor flat = top.ids.reshape({rows, k});  // (rows, k)
+  const int64_t chunk = reference.chunk_rows > 0 ? reference.chunk_rows : std::max<int64_t>(rows, 1);
+  std::vector<torch::Tensor> parts;
+  for (int64_t begin = 0; begin < rows; begin += chunk) {
+    const int64_t end = std::min(rows, begin + chunk);
+    const torch::Tensor logits = reference.logits(begin, end);  // (n, V) fp32
+    parts.push_back(gathered_logprobs(logits, flat.slice(0, begin, end).to(logits.device()),
+                                      temperature)
+                        .to(top.ids.device()));
+  }
+  top.reference_logprobs = torch::cat(parts, 0).view(top.ids.sizes());
+  return top;
+}
+
 LossOutput gopd_top_k_loss(const kernels::LogitHead& student,
                            const std::vector<TeacherHeads>& teachers, int64_t k,
                            double temperature, const torch::Tensor& mask, LossAgg agg,
@@ -333,7 +359,9 @@ LossOutput gopd_top_k_loss(const kernels::LogitHead& student,
   check_segments("gopd_top_k_loss", student, teachers, mask);
   std::vector<torch::Tensor> per_token, teacher_mass;  // (rows, T) per segment
   for (const TeacherHeads& segment : teachers) {
-    const TopK top = teacher_top_k(segment.teacher, segment.reference, k, temperature);
+    const TopK top = segment.served.ids.defined()
+                         ? segment.served
+                         : teacher_top_k(segment.teacher, segment.reference, k, temperature);
     per_token.push_back(kernels::gopd_kl_topk(student_rows(student, segment.begin, segment.end),
                                               top.ids, top.teacher_logprobs,
                                               top.reference_logprobs, segment.lambda,

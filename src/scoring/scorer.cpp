@@ -12,6 +12,18 @@
 
 namespace gopd::scoring {
 
+std::function<torch::Tensor()> Scorer::start_token_logprobs(const TrainingSequences& sequences,
+                                                            int64_t begin, int64_t end,
+                                                            double temperature,
+                                                            kernels::Impl impl) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor targets = sequences.targets.slice(0, begin, end);
+  torch::Tensor logprobs =
+      kernels::token_logprobs(target_head(sequences, begin, end), targets, temperature, false, impl)
+          .logprobs.to(targets.device());
+  return [logprobs] { return logprobs; };
+}
+
 kernels::LogitHead ModelScorer::target_head(const TrainingSequences& sequences, int64_t begin,
                                             int64_t end) {
   torch::NoGradGuard no_grad;

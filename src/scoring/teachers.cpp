@@ -5,6 +5,7 @@
 
 #include "gopd/core/error.h"
 #include "gopd/core/runtime.h"
+#include "gopd/scoring/remote_scorer.h"
 
 namespace gopd::scoring {
 
@@ -40,7 +41,8 @@ RowRouting TeacherSet::route(const std::vector<size_t>& row_teacher) const {
 
 std::vector<objective::TeacherHeads> TeacherSet::heads(const TrainingSequences& sequences,
                                                       const RowRouting& routing, int64_t begin,
-                                                      int64_t end, bool with_reference) const {
+                                                      int64_t end, bool with_reference,
+                                                      int64_t top_k, double temperature) const {
   torch::NoGradGuard no_grad;
   std::vector<objective::TeacherHeads> segments;
   for (int64_t r = begin; r < end;) {
@@ -52,9 +54,21 @@ std::vector<objective::TeacherHeads> TeacherSet::heads(const TrainingSequences& 
     segment.begin = r - begin;
     segment.end = r_end - begin;
     segment.lambda = teacher.lambda;
-    segment.teacher = teacher.model->target_head(sequences, r, r_end);
     if (with_reference && teacher.reference) {
       segment.reference = teacher.reference->target_head(sequences, r, r_end);
+    }
+    if (teacher.model->remote()) {
+      if (top_k < 1) {
+        core::throw_bad_input("teachers." + teacher.name +
+                              ": a served teacher gives its top k log-probs, not logits; use "
+                              "gopd.objective top_k or sampled_token");
+      }
+      auto [ids, logprobs] =
+          static_cast<RemoteScorer&>(*teacher.model).top_k(sequences, r, r_end, top_k);
+      segment.served = objective::served_top_k(std::move(ids), std::move(logprobs),
+                                               segment.reference, temperature);
+    } else {
+      segment.teacher = teacher.model->target_head(sequences, r, r_end);
     }
     segments.push_back(std::move(segment));
     r = r_end;
@@ -68,26 +82,52 @@ void TeacherSet::score_tokens(ScoredBatch& scored, int64_t micro_batch, double t
   const torch::Tensor& targets = scored.sequences.targets;
   const int64_t rows = targets.size(0);
   const int64_t micro = micro_batch > 0 ? micro_batch : rows;
-  std::vector<torch::Tensor> teacher, reference;
-  for (int64_t begin = 0; begin < rows; begin += micro) {
-    const int64_t end = std::min(rows, begin + micro);
-    for (const objective::TeacherHeads& segment :
-         heads(scored.sequences, scored.routing, begin, end, scored.routing.any_reference)) {
-      const torch::Tensor part = targets.slice(0, begin + segment.begin, begin + segment.end);
-      teacher.push_back(kernels::token_logprobs(segment.teacher, part, temperature, false, impl)
-                            .logprobs.to(targets.device()));
-      // A λ = 1 teacher's own scores stand in for the reference it does not need.
-      if (scored.routing.any_reference) {
-        reference.push_back(segment.reference.defined()
-                                ? kernels::token_logprobs(segment.reference, part, temperature,
-                                                          false, impl)
-                                      .logprobs.to(targets.device())
-                                : teacher.back());
+  const bool with_reference = scored.routing.any_reference;
+  // Runs of rows with one teacher: over the whole batch for served teachers (their client
+  // groups the requests), within micro-batches for this process's models.
+  struct Segment {
+    int64_t begin, end;
+    const Teacher* teacher;
+    std::function<torch::Tensor()> scores, reference;
+  };
+  std::vector<Segment> segments;
+  const auto add_runs = [&](int64_t begin, int64_t end, bool remote) {
+    for (int64_t r = begin; r < end;) {
+      int64_t r_end = r + 1;
+      const size_t index = scored.routing.teacher[size_t(r)];
+      while (r_end < end && scored.routing.teacher[size_t(r_end)] == index) ++r_end;
+      const Teacher& teacher = teachers_.at(index);
+      if (teacher.model->remote() == remote) segments.push_back({r, r_end, &teacher, {}, {}});
+      r = r_end;
+    }
+  };
+  add_runs(0, rows, true);
+  for (int64_t begin = 0; begin < rows; begin += micro) add_runs(begin, std::min(rows, begin + micro), false);
+  // Served models' requests first, so that they run while this process's models score.
+  for (const bool remote : {true, false}) {
+    for (Segment& segment : segments) {
+      if (segment.teacher->model->remote() == remote) {
+        segment.scores = segment.teacher->model->start_token_logprobs(
+            scored.sequences, segment.begin, segment.end, temperature, impl);
+      }
+      const auto& reference = segment.teacher->reference;
+      if (with_reference && reference && reference->remote() == remote) {
+        segment.reference = reference->start_token_logprobs(scored.sequences, segment.begin,
+                                                            segment.end, temperature, impl);
       }
     }
   }
-  scored.teacher = torch::cat(teacher, 0);
-  if (!reference.empty()) scored.reference = torch::cat(reference, 0);
+  scored.teacher = torch::zeros_like(targets, targets.options().dtype(torch::kFloat));
+  if (with_reference) scored.reference = torch::zeros_like(scored.teacher);
+  for (Segment& segment : segments) {
+    const torch::Tensor teacher = segment.scores();
+    scored.teacher.slice(0, segment.begin, segment.end).copy_(teacher);
+    // A λ = 1 teacher's own scores stand in for the reference it does not need.
+    if (with_reference) {
+      scored.reference.slice(0, segment.begin, segment.end)
+          .copy_(segment.reference ? segment.reference() : teacher);
+    }
+  }
 }
 
 FrozenModels::FrozenModels(const tokenizer::Tokenizer& tokenizer, std::string student_path,
@@ -115,6 +155,27 @@ std::shared_ptr<ModelScorer> FrozenModels::reference(const std::string& key,
   const std::string path = key == "student_init" ? student_path_ : key;
   if (key != "student_init") check_same_vocabulary(tokenizer_, student_path_, path);
   return references_[key] = load(path, dtype, device);
+}
+
+std::shared_ptr<Scorer> FrozenModels::served(const core::RemoteModelConfig& remote,
+                                             const std::string& key) {
+  const std::string id = remote.url + "\n" + remote.model;
+  const auto found = served_.find(id);
+  if (found != served_.end()) return found->second;
+  serve::Endpoint endpoint;
+  endpoint.label = key;
+  endpoint.url = remote.url;
+  endpoint.model = remote.model;
+  endpoint.timeout_s = remote.timeout_s;
+  if (!remote.api_key_env.empty()) {
+    const char* value = std::getenv(remote.api_key_env.c_str());
+    if (value == nullptr || *value == '\0') {
+      core::throw_bad_input(key + ".api_key_env: the environment variable " + remote.api_key_env +
+                            " is not set");
+    }
+    endpoint.api_key = value;
+  }
+  return served_[id] = std::make_shared<RemoteScorer>(endpoint, tokenizer_);
 }
 
 std::shared_ptr<ModelScorer> FrozenModels::teacher(const std::string& path,
@@ -150,18 +211,42 @@ TeacherSet load_teachers(const core::Config& config, FrozenModels& models) {
   for (const auto& [name, spec] : config.teachers) {
     Teacher teacher;
     teacher.name = name;
-    teacher.model = models.teacher(
-        spec.path, spec.dtype,
-        core::resolve_device(spec.device.empty() ? config.run.device : spec.device,
-                             "teachers." + name + ".device"));
+    if (spec.remote.url.empty()) {
+      teacher.model = models.teacher(
+          spec.path, spec.dtype,
+          core::resolve_device(spec.device.empty() ? config.run.device : spec.device,
+                               "teachers." + name + ".device"));
+    } else {
+      teacher.model = models.served(spec.remote, "teachers." + name);
+    }
     teacher.lambda = spec.lambda.value_or(shared_lambda);
-    const std::string reference = teacher.lambda == 1.0    ? std::string()
-                                  : spec.reference.empty() ? config.reference.path
-                                                           : spec.reference;
-    spdlog::info(
-        "teacher '{}': {} (lambda {}{})", name, spec.path, teacher.lambda,
-        reference.empty() ? ", reference pass skipped: lambda = 1" : ", reference " + reference);
-    if (!reference.empty()) {
+    // The reference: the teacher's own (a directory or a served model's address), else the
+    // shared one (reference.url, else reference.path).
+    std::string reference = spec.reference;
+    if (reference.empty()) {
+      reference = config.reference.remote.url.empty() ? config.reference.path
+                                                      : config.reference.remote.url;
+    }
+    if (teacher.lambda == 1.0) reference.clear();
+    spdlog::info("teacher '{}': {} (lambda {}{})", name,
+                 spec.remote.url.empty() ? spec.path : spec.remote.url, teacher.lambda,
+                 reference.empty() ? ", reference pass skipped: lambda = 1" : ", reference " + reference);
+    const bool served_reference =
+        reference.rfind("http://", 0) == 0 || reference.rfind("https://", 0) == 0;
+    if (served_reference) {
+      core::RemoteModelConfig remote = config.reference.remote;
+      if (reference != remote.url) {  // the teacher's own served reference
+        remote = core::RemoteModelConfig{};
+        remote.url = reference;
+      }
+      if (config.gopd.objective == "top_k") {
+        core::throw_bad_input("teachers." + name + ".reference: the top_k objective needs the "
+                              "reference's log-probs at the teacher's top tokens, which a served "
+                              "reference cannot give; use a reference in this process");
+      }
+      teacher.reference = models.served(
+          remote, reference == config.reference.remote.url ? "reference" : "teachers." + name + ".reference");
+    } else if (!reference.empty()) {
       teacher.reference = models.reference(reference, config.reference.dtype,
                                            reference_device(config));
     }

@@ -131,7 +131,9 @@ class DistillationLoss {
     const torch::Tensor part_mask = scored_.sequences.mask.slice(0, begin, end);
     const auto scoring_start = Clock::now();
     const std::vector<objective::TeacherHeads> teachers =
-        job_.teachers.heads(scored_.sequences, scored_.routing, begin, end, true);
+        job_.teachers.heads(scored_.sequences, scored_.routing, begin, end, true,
+                            job_.objective == DistillObjective::top_k ? config.gopd.top_k : 0,
+                            temperature);
     scoring_seconds += seconds_since(scoring_start);
     objective::LossOutput out =
         job_.objective == DistillObjective::full_vocab

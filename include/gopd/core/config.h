@@ -45,8 +45,19 @@ struct StudentConfig {
   void validate() const;
 };
 
+// A model served by another process over the OpenAI/vLLM completions API (`gopd serve`, vLLM):
+// scored through prompt_logprobs, at temperature 1 (the server's raw log-probs).
+struct RemoteModelConfig {
+  std::string url;          // http(s)://host:port; "" = the model is in this process
+  std::string model;        // the served model name; "" = the only one the server lists
+  double timeout_s = 600;   // retries with backoff this long, then the step fails
+  std::string api_key_env;  // environment variable holding a bearer token ("" = none)
+  void visit(ConfigVisitor& visitor);  // flat keys in the teacher's or reference's section
+};
+
 struct TeacherConfig {
-  std::string path;
+  std::string path;          // a model directory, or "" with url
+  RemoteModelConfig remote;  // keys url, model, timeout_s, api_key_env: a served teacher
   std::optional<double> lambda;    // overrides gopd.lambda for this teacher's records
   std::string reference;           // overrides the shared reference ("" = shared)
   // Teachers are inference-only. auto = bfloat16 on a GPU, float32 on the CPU (bfloat16
@@ -60,6 +71,7 @@ struct ReferenceConfig {
   // `student_init` = the student's initial weights (G-OPD default); a model directory
   // otherwise, e.g. the teacher's pre-RL base for reward correction.
   std::string path = "student_init";
+  RemoteModelConfig remote;  // keys url, model, timeout_s, api_key_env: a served reference
   std::string dtype = "auto";  // as for teachers
   std::string device;          // as for teachers
   void visit(ConfigVisitor& visitor);

@@ -110,7 +110,15 @@ struct TeacherHeads {
   double lambda = 1.0;
   kernels::LogitHead teacher;
   kernels::LogitHead reference;
+  // A served teacher's top k instead of a teacher head (top_k objective only): ids and teacher
+  // log-probs from the server, reference log-probs from `reference` (see served_top_k).
+  TopK served;
 };
+
+// The TopK of a served teacher: its ids and log-probs, (rows, T, k), and the reference head's
+// log-probs at those ids (undefined head: none), chunk by chunk.
+TopK served_top_k(torch::Tensor ids, torch::Tensor teacher_logprobs,
+                  const kernels::LogitHead& reference, double temperature);
 
 // Same loss and metrics as gopd_full_vocab_loss above.
 LossOutput gopd_full_vocab_loss(const kernels::LogitHead& student,

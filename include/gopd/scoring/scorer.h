@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -34,6 +35,15 @@ class Scorer {
   // left-padded with `pad`, `micro_batch` per forward.
   virtual std::vector<std::vector<double>> prompt_logprobs(
       const std::vector<std::vector<int64_t>>& prompts, int64_t pad, int64_t micro_batch) = 0;
+  // log π(targets[b, t]) of rows [begin, end) at `temperature`: (end − begin, T) fp32 on the
+  // sequences' device, 0 at padding. Given as a getter so that a served model's requests run
+  // while the models of this process score (this one computes before returning).
+  virtual std::function<torch::Tensor()> start_token_logprobs(const TrainingSequences& sequences,
+                                                              int64_t begin, int64_t end,
+                                                              double temperature,
+                                                              kernels::Impl impl);
+  // Whether the model is served by another process (no logits here: no target_head).
+  virtual bool remote() const { return false; }
 };
 
 // A model of this process as a Scorer (always under NoGradGuard). `vocab_width` > 0 cuts the

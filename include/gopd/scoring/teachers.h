@@ -66,9 +66,12 @@ class TeacherSet {
   // same teacher (one forward each), rows relative to `begin`, with the teacher's λ and, with
   // `with_reference`, its reference head (a λ = 1 teacher has none: the segment's reference is
   // undefined).
+  // A served teacher has no head: its segment carries the server's top `top_k` instead
+  // (objective::TeacherHeads::served; top_k 0 → exit 2).
   std::vector<objective::TeacherHeads> heads(const TrainingSequences& sequences,
                                              const RowRouting& routing, int64_t begin,
-                                             int64_t end, bool with_reference) const;
+                                             int64_t end, bool with_reference,
+                                             int64_t top_k = 0, double temperature = 1.0) const;
 
   // Fills scored.teacher and scored.reference: the sampled tokens' log-probs, micro-batch by
   // micro-batch (`micro_batch` rows per forward).
@@ -93,6 +96,9 @@ class FrozenModels {
                                          const std::string& device = "");
   std::shared_ptr<ModelScorer> teacher(const std::string& path, const std::string& dtype,
                                        const std::string& device = "");
+  // A served model (`key`: its config key, for messages), once per url and model name, after
+  // the server's tokenizer check.
+  std::shared_ptr<Scorer> served(const core::RemoteModelConfig& remote, const std::string& key);
   // Cuts every model's logits to the shared vocabulary; returns that width (0 = all the same).
   int64_t align_vocabularies();
   // Every model's rows of logits per lm_head matmul (ModelScorer::set_chunk_rows).
@@ -107,6 +113,7 @@ class FrozenModels {
   std::string default_device_;
   std::map<std::string, int64_t> widths_;  // model path → embedding rows
   std::map<std::string, std::shared_ptr<ModelScorer>> references_;
+  std::map<std::string, std::shared_ptr<Scorer>> served_;  // url + model → scorer
   std::vector<std::shared_ptr<ModelScorer>> all_;
 };
 

@@ -1,0 +1,151 @@
+// A served teacher or reference as a Scorer: see remote_scorer.h.
+#include "gopd/scoring/remote_scorer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <future>
+
+#include "gopd/core/error.h"
+
+namespace gopd::scoring {
+namespace {
+
+// Row b's prompt (without its left padding) + response (without its right padding), and the
+// prompt's length.
+std::vector<std::vector<int64_t>> unpadded(const TrainingSequences& sequences, int64_t begin,
+                                           int64_t end, std::vector<int64_t>& prompt_lengths,
+                                           std::vector<int64_t>& response_lengths) {
+  const torch::Tensor ids = sequences.input_ids.slice(0, begin, end).to(torch::kCPU).contiguous();
+  const torch::Tensor attention =
+      sequences.attention_mask.slice(0, begin, end).to(torch::kCPU).to(torch::kLong).contiguous();
+  const torch::Tensor mask = sequences.mask.slice(0, begin, end).to(torch::kCPU).contiguous();
+  const int64_t P = sequences.prompt_length, T = sequences.targets.size(1);
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t b = 0; b < end - begin; ++b) {
+    std::vector<int64_t> sequence;
+    const int64_t* row = ids[b].data_ptr<int64_t>();
+    const int64_t* keep = attention[b].data_ptr<int64_t>();
+    for (int64_t p = 0; p < P; ++p) {
+      if (keep[p] != 0) sequence.push_back(row[p]);
+    }
+    prompt_lengths.push_back(int64_t(sequence.size()));
+    const float* response = mask[b].data_ptr<float>();
+    int64_t length = 0;
+    while (length < T && response[length] > 0) ++length;
+    for (int64_t t = 0; t < length; ++t) sequence.push_back(row[P + t]);
+    response_lengths.push_back(length);
+    out.push_back(std::move(sequence));
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* const kTokenizerProbe =
+    "Probe 1: 12+345=357, x_{t}^2 \xe2\x88\x91 caf\xc3\xa9 \xe4\xbd\xa0\xe5\xa5\xbd!\n\n  def f(a):\n\treturn a  # end";
+
+RemoteScorer::RemoteScorer(serve::Endpoint endpoint, const tokenizer::Tokenizer& student)
+    : client_(std::make_shared<serve::CompletionsClient>(std::move(endpoint))) {
+  const serve::ServedModel model = client_->served_model();
+  const std::string& label = client_->endpoint().label;
+  const std::string& url = client_->endpoint().url;
+  if (model.vocab_size > 0 && model.vocab_size != student.vocab_size()) {
+    core::throw_bad_input(label + " (" + url + "): the served model '" + model.id + "' has a " +
+                          std::to_string(model.vocab_size) + "-token tokenizer but the student's has " +
+                          std::to_string(student.vocab_size()) +
+                          "; student, teachers and reference must share a tokenizer");
+  }
+  const std::vector<int64_t> ours = student.encode(kTokenizerProbe, false);
+  const std::vector<int64_t> theirs = client_->tokenize(kTokenizerProbe, false);
+  if (ours != theirs) {
+    size_t at = 0;
+    while (at < ours.size() && at < theirs.size() && ours[at] == theirs[at]) ++at;
+    core::throw_bad_input(
+        label + " (" + url + "): the served model '" + model.id +
+        "' encodes a probe text differently from the student's tokenizer (first difference at "
+        "token " + std::to_string(at) + " of " + std::to_string(ours.size()) +
+        "); student, teachers and reference must share a tokenizer");
+  }
+  spdlog::info("{}: served model '{}' at {} (tokenizer checked)", label, model.id, url);
+}
+
+kernels::LogitHead RemoteScorer::target_head(const TrainingSequences&, int64_t, int64_t) {
+  core::throw_bad_input(label() + ": a served model gives log-probs, not logits; gopd.objective "
+                                  "full_vocab needs its teachers and reference in this process");
+}
+
+std::function<torch::Tensor()> RemoteScorer::start_token_logprobs(
+    const TrainingSequences& sequences, int64_t begin, int64_t end, double temperature,
+    kernels::Impl) {
+  if (temperature != 1.0) {
+    core::throw_bad_input(label() + ": a served model scores at temperature 1, not " +
+                          std::to_string(temperature));
+  }
+  std::vector<int64_t> prompt_lengths, response_lengths;
+  auto rows = std::make_shared<std::vector<std::vector<int64_t>>>(
+      unpadded(sequences, begin, end, prompt_lengths, response_lengths));
+  const int64_t T = sequences.targets.size(1);
+  const torch::Device device = sequences.targets.device();
+  auto client = client_;
+  auto answer = std::make_shared<std::future<std::vector<std::vector<serve::PositionLogprobs>>>>(
+      std::async(std::launch::async, [client, rows] { return client->prompt_logprobs(*rows, 0); }));
+  return [answer, prompt_lengths, response_lengths, T, device] {
+    const std::vector<std::vector<serve::PositionLogprobs>> scores = answer->get();
+    torch::Tensor out = torch::zeros({int64_t(scores.size()), T}, torch::kFloat);  // (rows, T)
+    float* data = out.data_ptr<float>();
+    for (size_t b = 0; b < scores.size(); ++b) {
+      for (int64_t t = 0; t < response_lengths[b]; ++t) {
+        data[int64_t(b) * T + t] = float(scores[b][size_t(prompt_lengths[b] + t)].actual);
+      }
+    }
+    return out.to(device);
+  };
+}
+
+torch::Tensor RemoteScorer::response_logprobs(const TrainingSequences& sequences,
+                                              double temperature, int64_t, kernels::Impl impl) {
+  return start_token_logprobs(sequences, 0, sequences.targets.size(0), temperature, impl)();
+}
+
+std::vector<std::vector<double>> RemoteScorer::prompt_logprobs(
+    const std::vector<std::vector<int64_t>>& prompts, int64_t, int64_t) {
+  const auto scores = client_->prompt_logprobs(prompts, 0);
+  std::vector<std::vector<double>> out;
+  for (const auto& positions : scores) {
+    std::vector<double> values(positions.size(), 0.0);
+    for (size_t j = 1; j < positions.size(); ++j) values[j] = positions[j].actual;
+    out.push_back(std::move(values));
+  }
+  return out;
+}
+
+std::pair<torch::Tensor, torch::Tensor> RemoteScorer::top_k(const TrainingSequences& sequences,
+                                                            int64_t begin, int64_t end, int64_t k) {
+  std::vector<int64_t> prompt_lengths, response_lengths;
+  const auto rows = unpadded(sequences, begin, end, prompt_lengths, response_lengths);
+  const auto scores = client_->prompt_logprobs(rows, k);
+  const int64_t T = sequences.targets.size(1), B = end - begin;
+  torch::Tensor ids = torch::zeros({B, T, k}, torch::kLong);                     // (rows, T, k)
+  torch::Tensor logprobs = torch::full({B, T, k}, -INFINITY, torch::kFloat);    // (rows, T, k)
+  int64_t* id_data = ids.data_ptr<int64_t>();
+  float* lp_data = logprobs.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t < response_lengths[size_t(b)]; ++t) {
+      const serve::PositionLogprobs& position =
+          scores[size_t(b)][size_t(prompt_lengths[size_t(b)] + t)];
+      if (int64_t(position.top.size()) < k) {
+        core::throw_runtime_failure(label() + ": the server returned " +
+                                    std::to_string(position.top.size()) + " of the " +
+                                    std::to_string(k) + " prompt log-probs asked for");
+      }
+      for (int64_t j = 0; j < k; ++j) {
+        id_data[(b * T + t) * k + j] = position.top[size_t(j)].first;
+        lp_data[(b * T + t) * k + j] = float(position.top[size_t(j)].second);
+      }
+    }
+  }
+  const torch::Device device = sequences.targets.device();
+  return {ids.to(device), logprobs.to(device)};
+}
+
+}  // namespace gopd::scoring
