@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <future>
 
 #include "gopd/core/error.h"
@@ -125,8 +126,10 @@ std::pair<torch::Tensor, torch::Tensor> RemoteScorer::top_k(const TrainingSequen
   const auto rows = unpadded(sequences, begin, end, prompt_lengths, response_lengths);
   const auto scores = client_->prompt_logprobs(rows, k);
   const int64_t T = sequences.targets.size(1), B = end - begin;
-  torch::Tensor ids = torch::zeros({B, T, k}, torch::kLong);                     // (rows, T, k)
-  torch::Tensor logprobs = torch::full({B, T, k}, -INFINITY, torch::kFloat);    // (rows, T, k)
+  // Padding positions (masked out of the loss) get distinct ids and half the mass spread over
+  // them, finite values the top-k kernel accepts.
+  torch::Tensor ids = torch::arange(k, torch::kLong).expand({B, T, k}).contiguous();  // (rows, T, k)
+  torch::Tensor logprobs = torch::full({B, T, k}, std::log(0.5 / double(k)), torch::kFloat);
   int64_t* id_data = ids.data_ptr<int64_t>();
   float* lp_data = logprobs.data_ptr<float>();
   for (int64_t b = 0; b < B; ++b) {

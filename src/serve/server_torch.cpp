@@ -10,6 +10,8 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -451,7 +453,7 @@ void reply(httplib::Response& res, int status, const json& body) {
 void reply_error(httplib::Response& res, const RequestError& error) {
   if (error.status() == 503) res.set_header("Retry-After", "1");
   reply(res, error.status(), error_body(error.status(), error.what(), error.param()));
-  request_detail = error.what();
+  request_detail = dump_json(std::string(error.what()));  // quoted, invalid UTF-8 replaced
 }
 
 std::unique_ptr<Pending> checked(const Engine& engine, const std::string& body,
@@ -547,7 +549,7 @@ void serve(const ServeOptions& options) {
         } catch (...) {
         }
         reply(res, 500, error_body(500, "internal error: " + what));
-        request_detail = what;
+        request_detail = dump_json(what);
       });
   server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own answer
@@ -599,7 +601,7 @@ void serve(const ServeOptions& options) {
                          " prompt_tokens=" + body["usage"]["prompt_tokens"].dump() +
                          " completion_tokens=" + body["usage"]["completion_tokens"].dump();
       } else {
-        request_detail = body["error"]["message"].get<std::string>();
+        request_detail = dump_json(body["error"]["message"]);
       }
       reply(res, status, body);
     } catch (const RequestError& error) {
@@ -607,6 +609,13 @@ void serve(const ServeOptions& options) {
     }
   });
 
+  // cpp-httplib listens with a backlog of 5, so a burst of new connections waits for TCP's 1 s
+  // SYN retry: the listening socket is kept and its backlog raised once bound.
+  std::atomic<int> listening{-1};
+  server.set_socket_options([&listening](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listening = sock;
+  });
   int port = options.port;
   if (port == 0) {
     port = server.bind_to_any_port(options.host);
@@ -615,6 +624,7 @@ void serve(const ServeOptions& options) {
     core::throw_runtime_failure("serve: cannot listen on " + options.host + ":" +
                                 std::to_string(port) + " (in use, or not an address of this host)");
   }
+  if (listening >= 0) ::listen(listening, SOMAXCONN);
   spdlog::info("serve: model '{}' ({}) on {}; listening on http://{}:{}", engine.name(),
                options.model, device, options.host, port);
   if (options.host != "127.0.0.1" && options.host != "localhost" && options.host != "::1") {

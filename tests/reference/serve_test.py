@@ -67,7 +67,7 @@ class Server:
         self.process = subprocess.Popen(
             [gopd, "--threads", "1", "serve", "--model", str(model), "--port", str(port),
              "--dtype", "float32", *extra],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, errors="replace")
         self.lines = []
         deadline = time.time() + 60
         self.port = None
@@ -363,17 +363,19 @@ def load_checks(gopd, teacher, seconds=4.0, clients=16):
 
 
 # --- 4. a G-OPD job with a served teacher --------------------------------------------------------
-STEP_KEYS = ["loss/policy", "gopd/advantage_mean", "gopd/advantage_std", "gopd/reverse_kl_estimate",
+STEP_KEYS = ["loss/gopd_kl", "gopd/top_k_teacher_mass", "teacher/code/reverse_kl_estimate",
+             "loss/policy", "gopd/advantage_mean", "gopd/advantage_std", "gopd/reverse_kl_estimate",
              "gopd/reward_mean", "teacher/math/reverse_kl_estimate", "optim/grad_norm"]
 
 
-def job_yaml(work, name, teacher_line, steps):
+def job_yaml(work, name, teacher_line, steps, extra="", data="train.jsonl"):
     return (f"algorithm: gopd\n"
             f"run: {{name: {name}, output_dir: {work}/runs, threads: 1, seed: 5}}\n"
             f"student: {{path: {work}/student}}\n"
             f"teachers: {{math: {teacher_line}}}\n"
             f"reference: {{dtype: float32}}\n"
-            f"data: {{train_file: {work}/train.jsonl}}\n"
+            f"data: {{train_file: {work}/{data}}}\n"
+            f"{extra}"
             f"rollout: {{batch_prompts: 4, n: 2, max_new_tokens: 12}}\n"
             f"optim: {{lr: 1.0e-2, micro_batch_size: 3}}\n"
             f"train: {{max_steps: {steps}, save_every: 1}}\n")
@@ -406,6 +408,32 @@ def training_checks(gopd, work):
         (work / "remote.yaml").write_text(job_yaml(work, "remote", remote_line, steps))
         run_gopd(gopd, "train", str(work / "remote.yaml"))
         compare_steps(local, metrics(work, "remote"), "served teacher vs in-process teacher")
+        # The top_k objective: the server's top k stand in for the teacher's logits.
+        top_k = "gopd: {objective: top_k, top_k: 4}\n"
+        (work / "local_top_k.yaml").write_text(job_yaml(
+            work, "local_top_k", f"{{path: {work}/teacher, dtype: float32}}", 2, top_k))
+        (work / "remote_top_k.yaml").write_text(job_yaml(work, "remote_top_k", remote_line, 2, top_k))
+        run_gopd(gopd, "train", str(work / "local_top_k.yaml"))
+        run_gopd(gopd, "train", str(work / "remote_top_k.yaml"))
+        compare_steps(metrics(work, "local_top_k"), metrics(work, "remote_top_k"),
+                      "top_k objective, served vs in-process teacher")
+        check("loss/gopd_kl" in metrics(work, "remote_top_k")[0], "the top_k run logs loss/gopd_kl")
+        # Mixed: one teacher served, one in process, records routed between them.
+        routed = [json.loads(l) for l in (work / "train.jsonl").read_text().splitlines()]
+        (work / "routed.jsonl").write_text("".join(
+            json.dumps({**r, "teacher": ["math", "code"][i % 2]}) + "\n" for i, r in enumerate(routed)))
+        code_line = f"  code: {{path: {work}/student, dtype: float32, lambda: 1.0}}\n"
+        for name, math_line in [("local_mixed", f"{{path: {work}/teacher, dtype: float32}}"),
+                                ("remote_mixed", remote_line)]:
+            (work / f"{name}.yaml").write_text(
+                job_yaml(work, name, math_line, 2, data="routed.jsonl")
+                .replace(f"teachers: {{math: {math_line}}}\n",
+                         f"teachers:\n  math: {math_line}\n{code_line}"))
+            run_gopd(gopd, "train", str(work / f"{name}.yaml"))
+        mixed = metrics(work, "remote_mixed")
+        check(mixed and mixed[0].get("teacher/code/responses", 0) > 0 and
+              mixed[0].get("teacher/math/responses", 0) > 0, f"both teachers scored: {mixed[:1]}")
+        compare_steps(metrics(work, "local_mixed"), mixed, "mixed served + in-process teachers")
         # A teacher whose server has another tokenizer is refused before training.
         other = Server(gopd, work / "other_tok_model")
         try:
@@ -419,14 +447,18 @@ def training_checks(gopd, work):
 
         # Kill the server after step 2: the next step fails cleanly; resume finishes the run.
         (work / "killed.yaml").write_text(job_yaml(work, "killed", remote_line, steps))
+        log = open(work / "killed.log", "w+")
         job = subprocess.Popen([gopd, "--threads", "1", "train", str(work / "killed.yaml")],
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                               stderr=log, stdout=subprocess.DEVNULL)
         deadline = time.time() + 120
         while time.time() < deadline and len(metrics(work, "killed")) < 2 and job.poll() is None:
             time.sleep(0.02)
         port = server.port
         server.stop()
-        _, stderr = job.communicate(timeout=120)
+        job.wait(timeout=120)
+        log.seek(0)
+        stderr = log.read()
+        log.close()
         finished = len(metrics(work, "killed"))
         check(job.returncode == 1 or finished == steps,
               f"killing the teacher's server: train exited {job.returncode}: {stderr[-600:]}")
@@ -464,8 +496,8 @@ def main():
             run_gopd(gopd, "init-model", *tiny, "--tokenizer", str(work / "tok"), "--out",
                      str(work / name), "--seed", str(seed))
         run_gopd(gopd, "tokenizer", "train", "--input", str(work / "train.jsonl"), "--vocab-size",
-                 "300", "--chat-format", "chatml", "--out", str(work / "tok300"))
-        run_gopd(gopd, "init-model", *tiny, "--tokenizer", str(work / "tok300"), "--out",
+                 "360", "--chat-format", "chatml", "--out", str(work / "tok360"))
+        run_gopd(gopd, "init-model", *tiny, "--tokenizer", str(work / "tok360"), "--out",
                  str(work / "other_tok_model"), "--seed", "3")
         client_checks(gopd, work / "teacher", work)
         fuzz_checks(gopd, work / "teacher")

@@ -31,7 +31,7 @@ class RemoteScorer : public Scorer {
   bool remote() const override { return true; }
 
   // The server's k most likely tokens at every response position of rows [begin, end):
-  // ids (rows, T, k) int64 and log-probs (rows, T, k) fp32, best first (padding: id 0, −inf).
+  // ids (rows, T, k) int64 and log-probs (rows, T, k) fp32, best first (padding: ids 0…k−1).
   std::pair<torch::Tensor, torch::Tensor> top_k(const TrainingSequences& sequences, int64_t begin,
                                                 int64_t end, int64_t k);
 
