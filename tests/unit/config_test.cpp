@@ -222,7 +222,37 @@ TEST(Config, BrokenConfigsGiveExactMessages) {
       {"teacher without path",
        "student: {path: s}\ndata: {train_file: t.jsonl}\nteachers:\n  math:\n    lambda: 1.5\n",
        {},
-       "x.yaml:5:5: teachers.math.path: required: the teacher model directory"},
+       "x.yaml:5:5: teachers.math.path: required: the teacher model directory (path) or a served "
+       "teacher's address (url)"},
+      {"teacher with path and url",
+       "student: {path: s}\ndata: {train_file: t.jsonl}\nteachers:\n  math:\n    path: m\n"
+       "    url: http://h:1\n",
+       {},
+       "x.yaml:5:5: teachers.math.path: give path (a model directory) or url (a served teacher), "
+       "not both"},
+      {"served teacher without a scheme",
+       "student: {path: s}\ndata: {train_file: t.jsonl}\nteachers:\n  math: {url: h:8000}\n",
+       {},
+       "x.yaml:4:15: teachers.math.url: expected an http:// or https:// address, got \"h:8000\""},
+      {"served teacher and full_vocab",
+       "student: {path: s}\ndata: {train_file: t.jsonl}\nteachers:\n  math: http://h:1\n",
+       {"gopd.objective=full_vocab"},
+       "--set gopd.objective=full_vocab: gopd.objective: full_vocab needs every teacher's logits in this process; a served "
+       "teacher or reference (url) gives log-probs: use sampled_token or top_k"},
+      {"served teacher and a rollout temperature",
+       "student: {path: s}\ndata: {train_file: t.jsonl}\nteachers:\n  math: {url: http://h:1}\n",
+       {"rollout.temperature=0.7"},
+       "--set rollout.temperature=0.7: rollout.temperature: served teachers and references (url) give log-probs at "
+       "temperature 1 (the server's raw logits), so the rollout must sample at 1; got 0.7"},
+      {"served reference for grpo",
+       base("grpo") + "reference: {url: http://h:1}\n",
+       {},
+       "x.yaml:8:18: reference.url: a served reference scores distillation (opd, gopd) only; algorithm "
+       "grpo needs reference.path"},
+      {"served teacher on a device",
+       "student: {path: s}\ndata: {train_file: t.jsonl}\nteachers:\n  math: {url: http://h:1, device: cpu}\n",
+       {},
+       "x.yaml:4:35: teachers.math.device: a served teacher (url) runs where its server runs"},
       {"bad teacher name",
        "student: {path: s}\ndata: {train_file: t.jsonl}\nteachers:\n  a/b: m\n",
        {},
