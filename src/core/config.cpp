@@ -81,6 +81,7 @@ void RemoteModelConfig::visit(ConfigVisitor& v) {
   v.field("model", model, StringRule::any());
   v.field("timeout_s", timeout_s, NumberRule::positive());
   v.field("api_key_env", api_key_env, StringRule::any());
+  v.field("pipeline", pipeline);
 }
 
 void TeacherConfig::visit(ConfigVisitor& v) {

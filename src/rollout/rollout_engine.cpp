@@ -16,9 +16,9 @@ struct SequenceState {
   bool finished = false;
 };
 
-// Appends a sampled token and decides whether the sequence has finished.
-void append_token(SequenceState& state, int64_t token, float logprob,
-                  const GenerationParams& params, const StopChecker& stop_checker) {
+// Decides whether the sequence has finished after `token`.
+void append_and_check(SequenceState& state, int64_t token, float logprob,
+                   const GenerationParams& params, const StopChecker& stop_checker) {
   state.tokens.push_back(token);
   state.logprobs.push_back(logprob);
   if (std::find(params.stop_token_ids.begin(), params.stop_token_ids.end(), token) !=
@@ -41,6 +41,13 @@ void append_token(SequenceState& state, int64_t token, float logprob,
     state.finished = true;
     state.reason = FinishReason::kLength;
   }
+}
+
+// Appends a sampled token to row `row`; a row that finishes is handed to on_row_finished.
+void append_token(SequenceState& state, int64_t row, int64_t token, float logprob,
+                  const GenerationParams& params, const StopChecker& stop_checker) {
+  append_and_check(state, token, logprob, params, stop_checker);
+  if (state.finished && params.on_row_finished) params.on_row_finished(row, state.tokens);
 }
 
 RolloutBatch assemble(const std::vector<std::vector<int64_t>>& prompts,
@@ -256,7 +263,7 @@ RolloutBatch generate_continuous(model::Transformer& model,
     std::vector<int64_t> keep;
     for (size_t a = 0; a < live.rows.size(); ++a) {
       SequenceState& state = states[static_cast<size_t>(live.rows[a])];
-      append_token(state, token_at[a], logprob_at[a], params, stop_checker);
+      append_token(state, live.rows[a], token_at[a], logprob_at[a], params, stop_checker);
       if (!state.finished) keep.push_back(static_cast<int64_t>(a));
     }
     torch::Tensor next_tokens = tokens;
@@ -400,7 +407,7 @@ RolloutBatch generate(model::Transformer& model, const std::vector<std::vector<i
     std::vector<int64_t> keep;  // positions in `active` that continue
     for (size_t a = 0; a < active.size(); ++a) {
       SequenceState& state = states[static_cast<size_t>(active[a])];
-      append_token(state, token_at[a], logprob_at[a], params, stop_checker);
+      append_token(state, active[a], token_at[a], logprob_at[a], params, stop_checker);
       if (!state.finished) keep.push_back(static_cast<int64_t>(a));
     }
     if (keep.empty()) break;
@@ -469,8 +476,8 @@ RolloutBatch generate_without_cache(model::Transformer& model,
     std::vector<int64_t> still_active;
     for (int64_t a = 0; a < count; ++a) {
       SequenceState& state = states[static_cast<size_t>(active[static_cast<size_t>(a)])];
-      append_token(state, tokens[a].item<int64_t>(), logprobs[a].item<float>(), params,
-                   stop_checker);
+      append_token(state, active[static_cast<size_t>(a)], tokens[a].item<int64_t>(),
+                   logprobs[a].item<float>(), params, stop_checker);
       if (!state.finished) still_active.push_back(active[static_cast<size_t>(a)]);
     }
     active = still_active;

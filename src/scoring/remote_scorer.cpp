@@ -75,6 +75,31 @@ kernels::LogitHead RemoteScorer::target_head(const TrainingSequences&, int64_t, 
                                   "full_vocab needs its teachers and reference in this process");
 }
 
+void RemoteScorer::begin_prefetch() {
+  prefetched_.clear();
+  pending_.clear();
+  prefetched_rows_ = 0;
+}
+
+void RemoteScorer::prefetch(int64_t row, std::vector<int64_t> sequence) {
+  pending_.emplace_back(row, std::move(sequence));
+  if (int64_t(pending_.size()) >= client_->endpoint().rows_per_request) flush_prefetch();
+}
+
+void RemoteScorer::flush_prefetch() {
+  if (pending_.empty()) return;
+  auto group = std::make_shared<std::vector<std::vector<int64_t>>>();
+  for (const auto& [row, sequence] : pending_) group->push_back(sequence);
+  auto client = client_;
+  auto answer = std::make_shared<std::shared_future<std::vector<std::vector<serve::PositionLogprobs>>>>(
+      std::async(std::launch::async, [client, group] { return client->prompt_logprobs(*group, 0); })
+          .share());
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    prefetched_[pending_[i].first] = {std::move(pending_[i].second), answer, i};
+  }
+  pending_.clear();
+}
+
 std::function<torch::Tensor()> RemoteScorer::start_token_logprobs(
     const TrainingSequences& sequences, int64_t begin, int64_t end, double temperature,
     kernels::Impl) {
@@ -82,21 +107,41 @@ std::function<torch::Tensor()> RemoteScorer::start_token_logprobs(
     core::throw_bad_input(label() + ": a served model scores at temperature 1, not " +
                           std::to_string(temperature));
   }
+  flush_prefetch();
   std::vector<int64_t> prompt_lengths, response_lengths;
-  auto rows = std::make_shared<std::vector<std::vector<int64_t>>>(
-      unpadded(sequences, begin, end, prompt_lengths, response_lengths));
+  std::vector<std::vector<int64_t>> rows =
+      unpadded(sequences, begin, end, prompt_lengths, response_lengths);
+  // Each row's scores: from its prefetched request when its tokens match, else from a new one.
+  using Answer = std::shared_future<std::vector<std::vector<serve::PositionLogprobs>>>;
+  std::vector<std::pair<std::shared_ptr<Answer>, size_t>> source(rows.size());
+  auto missing = std::make_shared<std::vector<std::vector<int64_t>>>();
+  std::vector<size_t> missing_rows;
+  for (size_t b = 0; b < rows.size(); ++b) {
+    const auto found = prefetched_.find(begin + int64_t(b));
+    if (found != prefetched_.end() && found->second.sequence == rows[b]) {
+      source[b] = {found->second.answer, found->second.index};
+      ++prefetched_rows_;
+    } else {
+      missing_rows.push_back(b);
+      missing->push_back(rows[b]);
+    }
+  }
+  if (!missing->empty()) {
+    auto client = client_;
+    auto answer = std::make_shared<Answer>(
+        std::async(std::launch::async, [client, missing] { return client->prompt_logprobs(*missing, 0); })
+            .share());
+    for (size_t i = 0; i < missing_rows.size(); ++i) source[missing_rows[i]] = {answer, i};
+  }
   const int64_t T = sequences.targets.size(1);
   const torch::Device device = sequences.targets.device();
-  auto client = client_;
-  auto answer = std::make_shared<std::future<std::vector<std::vector<serve::PositionLogprobs>>>>(
-      std::async(std::launch::async, [client, rows] { return client->prompt_logprobs(*rows, 0); }));
-  return [answer, prompt_lengths, response_lengths, T, device] {
-    const std::vector<std::vector<serve::PositionLogprobs>> scores = answer->get();
-    torch::Tensor out = torch::zeros({int64_t(scores.size()), T}, torch::kFloat);  // (rows, T)
+  return [source, prompt_lengths, response_lengths, T, device] {
+    torch::Tensor out = torch::zeros({int64_t(source.size()), T}, torch::kFloat);  // (rows, T)
     float* data = out.data_ptr<float>();
-    for (size_t b = 0; b < scores.size(); ++b) {
+    for (size_t b = 0; b < source.size(); ++b) {
+      const std::vector<serve::PositionLogprobs>& scores = source[b].first->get()[source[b].second];
       for (int64_t t = 0; t < response_lengths[b]; ++t) {
-        data[int64_t(b) * T + t] = float(scores[b][size_t(prompt_lengths[b] + t)].actual);
+        data[int64_t(b) * T + t] = float(scores[size_t(prompt_lengths[b] + t)].actual);
       }
     }
     return out.to(device);

@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "gopd/core/error.h"
 #include "gopd/core/runtime.h"
 #include "gopd/scoring/remote_scorer.h"
@@ -130,6 +132,56 @@ void TeacherSet::score_tokens(ScoredBatch& scored, int64_t micro_batch, double t
   }
 }
 
+namespace {
+
+RemoteScorer* served_scorer(const std::shared_ptr<Scorer>& scorer) {
+  return scorer && scorer->remote() ? static_cast<RemoteScorer*>(scorer.get()) : nullptr;
+}
+
+}  // namespace
+
+rollout::RowFinished TeacherSet::prefetcher(const std::vector<size_t>& prompt_teacher,
+                                            const std::vector<std::vector<int64_t>>& prompts,
+                                            int64_t n) const {
+  bool any = false;
+  for (const Teacher& teacher : teachers_) {
+    for (RemoteScorer* scorer : {served_scorer(teacher.model), served_scorer(teacher.reference)}) {
+      if (scorer == nullptr || !scorer->pipelined()) continue;
+      scorer->begin_prefetch();
+      any = true;
+    }
+  }
+  if (!any) return nullptr;
+  return [this, prompt_teacher, &prompts, n](int64_t row, const std::vector<int64_t>& response) {
+    const size_t prompt = size_t(row / n);
+    const Teacher& teacher = teachers_.at(prompt_teacher.at(prompt));
+    for (RemoteScorer* scorer : {served_scorer(teacher.model), served_scorer(teacher.reference)}) {
+      if (scorer == nullptr || !scorer->pipelined()) continue;
+      std::vector<int64_t> sequence = prompts[prompt];
+      sequence.insert(sequence.end(), response.begin(), response.end());
+      scorer->prefetch(row, std::move(sequence));
+    }
+  };
+}
+
+int64_t TeacherSet::prefetched_rows() const {
+  int64_t rows = 0;
+  std::set<const RemoteScorer*> counted;
+  for (const Teacher& teacher : teachers_) {
+    for (RemoteScorer* scorer : {served_scorer(teacher.model), served_scorer(teacher.reference)}) {
+      if (scorer != nullptr && counted.insert(scorer).second) rows += scorer->prefetched_rows();
+    }
+  }
+  return rows;
+}
+
+bool TeacherSet::any_served() const {
+  for (const Teacher& teacher : teachers_) {
+    if (served_scorer(teacher.model) || served_scorer(teacher.reference)) return true;
+  }
+  return false;
+}
+
 FrozenModels::FrozenModels(const tokenizer::Tokenizer& tokenizer, std::string student_path,
                            int64_t student_rows, std::string default_device)
     : tokenizer_(tokenizer),
@@ -167,6 +219,7 @@ std::shared_ptr<Scorer> FrozenModels::served(const core::RemoteModelConfig& remo
   endpoint.url = remote.url;
   endpoint.model = remote.model;
   endpoint.timeout_s = remote.timeout_s;
+  endpoint.pipeline = remote.pipeline;
   if (!remote.api_key_env.empty()) {
     const char* value = std::getenv(remote.api_key_env.c_str());
     if (value == nullptr || *value == '\0') {

@@ -166,10 +166,18 @@ void distillation_step(StepContext& context, int64_t step, const std::vector<dat
   Job& job = context.job;
   const core::Config& config = job.cfg();
   // Rollout: n samples per prompt with the current student.
+  // Served teachers (sampled-token objective) score each response as soon as it is finished.
   const auto rollout_start = Clock::now();
+  const std::vector<std::vector<int64_t>> prompts = encode_prompts(job, batch);
+  rollout::RowFinished prefetch;
+  if (job.objective == DistillObjective::sampled_token) {
+    std::vector<size_t> prompt_teacher;
+    for (const data::Record& record : batch) prompt_teacher.push_back(job.teachers.teacher_of(record));
+    prefetch = job.teachers.prefetcher(prompt_teacher, prompts, config.rollout.n);
+  }
   const rollout::RolloutBatch rollout_batch =
-      sample(job, encode_prompts(job, batch), job_seed(job, "rollout/" + std::to_string(step)),
-             config.rollout.n, context.positions);
+      sample(job, prompts, job_seed(job, "rollout/" + std::to_string(step)), config.rollout.n,
+             context.positions, prefetch);
   const double rollout_seconds = seconds_since(rollout_start);
   mark_gpu_phase(job, "rollout", line);
 
@@ -188,6 +196,7 @@ void distillation_step(StepContext& context, int64_t step, const std::vector<dat
           scored.sequences, config.rollout.temperature, shape.micro, job.impl);
     }
     scoring_seconds += seconds_since(scoring_start);
+    if (job.teachers.any_served()) line["perf/served_prefetched_rows"] = job.teachers.prefetched_rows();
     put_teacher_metrics(job, scored, line);
     mark_gpu_phase(job, "scoring", line);
   }

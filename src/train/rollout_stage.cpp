@@ -56,7 +56,8 @@ rollout::GenerationParams generation_params(const Job& job, uint64_t seed) {
 }
 
 rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& prompts,
-                             uint64_t seed, int64_t n, const std::vector<int64_t>& positions) {
+                             uint64_t seed, int64_t n, const std::vector<int64_t>& positions,
+                             rollout::RowFinished on_row_finished) {
   const core::RolloutConfig& config = job.cfg().rollout;
   rollout::GenerationParams params = generation_params(job, seed);
   params.sampling.temperature = config.temperature;
@@ -67,6 +68,7 @@ rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& 
   params.max_new_tokens = config.max_new_tokens;
   params.prefill_chunk = config.prefill_chunk;
   params.max_active_rows = config.micro_batch_size;
+  params.on_row_finished = std::move(on_row_finished);
   if (!positions.empty()) {
     for (const int64_t position : positions) {
       for (int64_t j = 0; j < n; ++j) params.row_seeds.push_back(rollout::sample_seed(seed, position, j));

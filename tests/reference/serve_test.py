@@ -407,7 +407,19 @@ def training_checks(gopd, work):
     try:
         (work / "remote.yaml").write_text(job_yaml(work, "remote", remote_line, steps))
         run_gopd(gopd, "train", str(work / "remote.yaml"))
-        compare_steps(local, metrics(work, "remote"), "served teacher vs in-process teacher")
+        remote = metrics(work, "remote")
+        compare_steps(local, remote, "served teacher vs in-process teacher")
+        check(all(line.get("perf/served_prefetched_rows") == 8 for line in remote),
+              "every row scored while the rollout ran (perf/served_prefetched_rows = 8): "
+              f"{[line.get('perf/served_prefetched_rows') for line in remote]}")
+        # The reference path: requests only after the rollout.
+        (work / "unpipelined.yaml").write_text(job_yaml(
+            work, "unpipelined", remote_line.replace("}", ", pipeline: false}"), 2))
+        run_gopd(gopd, "train", str(work / "unpipelined.yaml"))
+        unpipelined = metrics(work, "unpipelined")
+        compare_steps(local[:2], unpipelined, "served teacher without pipelining vs in-process")
+        check(all(line.get("perf/served_prefetched_rows") == 0 for line in unpipelined),
+              "pipeline: false prefetches nothing")
         # The top_k objective: the server's top k stand in for the teacher's logits.
         top_k = "gopd: {objective: top_k, top_k: 4}\n"
         (work / "local_top_k.yaml").write_text(job_yaml(

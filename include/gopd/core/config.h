@@ -52,6 +52,9 @@ struct RemoteModelConfig {
   std::string model;        // the served model name; "" = the only one the server lists
   double timeout_s = 600;   // retries with backoff this long, then the step fails
   std::string api_key_env;  // environment variable holding a bearer token ("" = none)
+  // Score each response as soon as the rollout finishes it, while the others still decode;
+  // false: all requests after the rollout (the reference path, same numbers).
+  bool pipeline = true;
   void visit(ConfigVisitor& visitor);  // flat keys in the teacher's or reference's section
 };
 

@@ -20,6 +20,10 @@ namespace gopd::rollout {
 enum class FinishReason { kEos, kStop, kLength };
 const char* finish_reason_name(FinishReason reason);  // "eos" | "stop" | "length"
 
+// Called once per row as soon as it finishes (row = prompt × n + sample), with its response
+// tokens: later stages can start on it while the other rows still decode.
+using RowFinished = std::function<void(int64_t row, const std::vector<int64_t>& response_ids)>;
+
 struct GenerationParams {
   SamplingParams sampling;
   int64_t n = 1;  // samples per prompt
@@ -34,6 +38,7 @@ struct GenerationParams {
   // refilled with the next waiting sample (its prompt prefilled and its cache rows merged in),
   // so a long straggler does not leave the batch idle. 0 = every sample at once (static).
   int64_t max_active_rows = 0;
+  RowFinished on_row_finished;  // optional; never changes what is sampled
 };
 
 // The seed of sample `sample` of prompt `prompt`.

@@ -4,6 +4,8 @@
 // vocabulary size when it reports one, and a probe text encoded to the same ids.
 #pragma once
 
+#include <future>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -37,8 +39,26 @@ class RemoteScorer : public Scorer {
 
   const std::string& label() const { return client_->endpoint().label; }
 
+  // Pipelining with the rollout (sampled-token objective): rows handed over while the rollout
+  // still decodes are scored in groups of the endpoint's rows_per_request at once; a later
+  // start_token_logprobs takes a row's scores from there when its tokens are the same
+  // (otherwise it asks again). begin_prefetch forgets the previous batch's rows.
+  void begin_prefetch();
+  void prefetch(int64_t row, std::vector<int64_t> sequence);
+  void flush_prefetch();
+  int64_t prefetched_rows() const { return prefetched_rows_; }
+  bool pipelined() const { return client_->endpoint().pipeline; }
+
  private:
+  struct Prefetched {
+    std::vector<int64_t> sequence;
+    std::shared_ptr<std::shared_future<std::vector<std::vector<serve::PositionLogprobs>>>> answer;
+    size_t index = 0;  // the row's place in its request
+  };
   std::shared_ptr<serve::CompletionsClient> client_;
+  std::map<int64_t, Prefetched> prefetched_;  // row → its request
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> pending_;  // not yet sent
+  int64_t prefetched_rows_ = 0;  // rows whose prefetched scores were used, this batch
 };
 
 // The text whose encoding must agree between the student's tokenizer and a served model's.

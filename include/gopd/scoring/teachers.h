@@ -73,6 +73,17 @@ class TeacherSet {
                                              int64_t end, bool with_reference,
                                              int64_t top_k = 0, double temperature = 1.0) const;
 
+  // Pipelining with the rollout: a RowFinished that hands each finished row (prompt
+  // prompts[row / n] + its response) to the served teachers and references that will score it
+  // (prompt_teacher: each prompt's teacher); null when no served model pipelines. `prompts`
+  // must outlive the rollout.
+  rollout::RowFinished prefetcher(const std::vector<size_t>& prompt_teacher,
+                                  const std::vector<std::vector<int64_t>>& prompts,
+                                  int64_t n) const;
+  // Rows of the last score_tokens whose served scores came from the pipelined requests.
+  int64_t prefetched_rows() const;
+  bool any_served() const;
+
   // Fills scored.teacher and scored.reference: the sampled tokens' log-probs, micro-batch by
   // micro-batch (`micro_batch` rows per forward).
   void score_tokens(ScoredBatch& scored, int64_t micro_batch, double temperature,

@@ -21,6 +21,7 @@ struct Endpoint {
   std::string api_key;      // bearer token, "" = none
   int64_t rows_per_request = 8;   // sequences per completions request
   int64_t concurrency = 4;        // requests in flight at once
+  bool pipeline = true;           // score rows as the rollout finishes them (false: afterwards)
 };
 
 // The log-probs of one position: the actual token's, and the server's top k (best first).

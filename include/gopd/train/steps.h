@@ -62,9 +62,11 @@ std::vector<std::vector<int64_t>> encode_prompts(const Job& job,
                                                  const std::vector<data::Record>& records);
 rollout::GenerationParams generation_params(const Job& job, uint64_t seed);
 // n responses per prompt by the current student (no grad), with the job's rollout sampling;
-// prompt i's samples are seeded by `positions[i]` (empty = i).
+// prompt i's samples are seeded by `positions[i]` (empty = i); `on_row_finished` sees each
+// row as it finishes.
 rollout::RolloutBatch sample(Job& job, const std::vector<std::vector<int64_t>>& prompts,
-                             uint64_t seed, int64_t n, const std::vector<int64_t>& positions = {});
+                             uint64_t seed, int64_t n, const std::vector<int64_t>& positions = {},
+                             rollout::RowFinished on_row_finished = nullptr);
 // Row `row` of a rollout without padding: its tokens, the sampler's log-probs, its text.
 std::vector<int64_t> response_tokens(const rollout::RolloutBatch& batch, int64_t row);
 std::vector<float> response_logprobs_of(const rollout::RolloutBatch& batch, int64_t row);
