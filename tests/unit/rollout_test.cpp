@@ -2,6 +2,8 @@
 // sampler log-probs against a fresh scoring pass, truncated sampling statistics, stop
 // tokens and stop strings, and shared-prompt-cache samples against independent prefills.
 #include <gtest/gtest.h>
+
+#include <map>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -97,6 +99,64 @@ TEST(Rollout, ContinuousBatchingGivesTheStaticBatchsSamples) {
         EXPECT_TRUE(torch::allclose(batch.response_logprobs, reference.response_logprobs, 1e-5, 1e-5));
         EXPECT_EQ(batch.generated_tokens, reference.generated_tokens);
         EXPECT_EQ(batch.finish_reasons, reference.finish_reasons);
+      }
+    }
+  }
+}
+
+// on_row_finished (the served teachers' pipelining) sees every row exactly once, with the
+// response the batch returns, in the order rows finish; it never changes what is sampled.
+TEST(Rollout, RowFinishedSeesEachRowOnceWithItsFinalResponse) {
+  model::Transformer model = tiny_model(6);
+  const std::vector<std::vector<int64_t>> prompts = {{3, 7, 1, 9}, {5}, {8, 8, 12}, {2, 2, 6, 1, 1}};
+  GenerationParams params;
+  params.max_new_tokens = 12;
+  params.n = 3;
+  params.seed = 29;
+  params.stop_token_ids = {0, 1};
+  const RolloutBatch reference = generate(model, prompts, params);
+  const auto stop_at_two = make_stop_checker(
+      [](const std::vector<int64_t>& ids) {
+        std::string text;
+        for (const int64_t id : ids) text += char('a' + id % 26);
+        return text;
+      },
+      {"cd"});
+  for (const int64_t slots : {0, 2, 5}) {
+    for (const bool no_cache : {false, true}) {
+      for (const bool stops : {false, true}) {
+        SCOPED_TRACE("slots " + std::to_string(slots) + (no_cache ? " no cache" : "") +
+                     (stops ? " stop strings" : ""));
+        GenerationParams observed = params;
+        observed.max_active_rows = slots;
+        std::map<int64_t, std::vector<int64_t>> seen;
+        std::vector<int64_t> order;
+        observed.on_row_finished = [&](int64_t row, const std::vector<int64_t>& response) {
+          EXPECT_EQ(seen.count(row), 0u) << "row " << row << " reported twice";
+          seen[row] = response;
+          order.push_back(row);
+        };
+        const StopChecker checker = stops ? stop_at_two : nullptr;
+        const RolloutBatch batch = no_cache ? generate_without_cache(model, prompts, observed, checker)
+                                            : generate(model, prompts, observed, checker);
+        const RolloutBatch plain = no_cache ? generate_without_cache(model, prompts, params, checker)
+                                            : generate(model, prompts, params, checker);
+        EXPECT_TRUE(torch::equal(batch.response_ids, plain.response_ids));
+        ASSERT_EQ(int64_t(seen.size()), batch.response_ids.size(0));
+        for (const auto& [row, response] : seen) {
+          const int64_t length = batch.response_mask[row].sum().item<int64_t>();
+          ASSERT_EQ(int64_t(response.size()), length) << "row " << row;
+          for (int64_t t = 0; t < length; ++t) {
+            EXPECT_EQ(response[size_t(t)], batch.response_ids[row][t].item<int64_t>()) << "row " << row;
+          }
+        }
+        // Rows are reported as they finish: shorter responses first (up to ties).
+        for (size_t i = 1; i < order.size(); ++i) {
+          if (slots == 0 || no_cache) {
+            EXPECT_LE(seen[order[i - 1]].size(), seen[order[i]].size());
+          }
+        }
+        if (!stops) EXPECT_TRUE(torch::equal(batch.response_ids, reference.response_ids));
       }
     }
   }
