@@ -47,7 +47,7 @@ void append_and_check(SequenceState& state, int64_t token, float logprob,
 void append_token(SequenceState& state, int64_t row, int64_t token, float logprob,
                   const GenerationParams& params, const StopChecker& stop_checker) {
   append_and_check(state, token, logprob, params, stop_checker);
-  if (state.finished && params.on_row_finished) params.on_row_finished(row, state.tokens);
+  if (state.finished && params.on_row_finished) params.on_row_finished(row, state.tokens, state.reason);
 }
 
 RolloutBatch assemble(const std::vector<std::vector<int64_t>>& prompts,
@@ -230,10 +230,12 @@ void merge_samples(LiveBatch& live, LiveBatch incoming, int64_t max_new_tokens,
 
 // generate() with at most params.max_active_rows samples decoding at once (see the header).
 RolloutBatch generate_continuous(model::Transformer& model,
-                                 const std::vector<std::vector<int64_t>>& prompts,
+                                 const std::vector<std::vector<int64_t>>& given_prompts,
                                  const GenerationParams& params, const StopChecker& stop_checker,
                                  torch::Device device, torch::Dtype dtype) {
-  const int64_t rows = static_cast<int64_t>(prompts.size()) * params.n;
+  // Rows from params.next_row join as prompts of their own (n = 1, checked by generate).
+  std::vector<std::vector<int64_t>> prompts = given_prompts;
+  int64_t rows = static_cast<int64_t>(prompts.size()) * params.n;
   const int64_t slots = params.max_active_rows;
   // Refill once a few slots are free rather than after every finished sample: each refill
   // prefills and copies the cache once.
@@ -244,6 +246,18 @@ RolloutBatch generate_continuous(model::Transformer& model,
   int64_t next_waiting = 0;
   while (true) {
     const int64_t free = slots - static_cast<int64_t>(live.rows.size());
+    if (params.next_row && free > 0 && (free >= refill_at || live.rows.empty())) {
+      std::vector<int64_t> prompt;
+      uint64_t seed = 0;
+      while (rows - next_waiting < free && params.next_row(prompt, seed)) {
+        TORCH_CHECK(!prompt.empty(), "generate: next_row gave an empty prompt");
+        prompts.push_back(std::move(prompt));
+        generators.emplace_back(seed);
+        states.emplace_back();
+        ++rows;
+        prompt.clear();
+      }
+    }
     if (next_waiting < rows && free > 0 && (free >= refill_at || live.rows.empty())) {
       std::vector<int64_t> admitted;
       for (int64_t r = next_waiting; r < std::min(rows, next_waiting + free); ++r) admitted.push_back(r);
@@ -349,6 +363,11 @@ RolloutBatch generate(model::Transformer& model, const std::vector<std::vector<i
                                  ? model::autocast_dtype(device.type())
                                  : model->output_weight().scalar_type();
   const int64_t prompt_count = static_cast<int64_t>(prompts.size());
+  if (params.next_row) {
+    TORCH_CHECK(params.n == 1 && params.max_active_rows > 0,
+                "generate: next_row needs n = 1 and max_active_rows > 0");
+    return generate_continuous(model, prompts, params, stop_checker, device, dtype);
+  }
   if (params.max_active_rows > 0 && params.max_active_rows < prompt_count * params.n) {
     return generate_continuous(model, prompts, params, stop_checker, device, dtype);
   }

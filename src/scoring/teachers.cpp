@@ -152,7 +152,8 @@ rollout::RowFinished TeacherSet::prefetcher(const std::vector<size_t>& prompt_te
     }
   }
   if (!any) return nullptr;
-  return [this, prompt_teacher, &prompts, n](int64_t row, const std::vector<int64_t>& response) {
+  return [this, prompt_teacher, &prompts, n](int64_t row, const std::vector<int64_t>& response,
+                                              rollout::FinishReason) {
     const size_t prompt = size_t(row / n);
     const Teacher& teacher = teachers_.at(prompt_teacher.at(prompt));
     for (RemoteScorer* scorer : {served_scorer(teacher.model), served_scorer(teacher.reference)}) {

@@ -57,6 +57,7 @@ struct Pending {
   std::string key;         // requests with one key share an engine batch
   Clock::time_point arrived = Clock::now();
   std::promise<std::pair<int, json>> response;
+  bool joined = false;  // started while an engine batch was decoding (continuous batching)
 };
 
 class Engine {
@@ -109,7 +110,8 @@ class Engine {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
         if (stopping_) break;
-        // The oldest request, then every queued one that samples alike, within the token budget.
+        // The oldest request, then every queued one that samples alike, within the token budget;
+        // more such requests join while it decodes (take_alike).
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
         int64_t cost = batch[0]->cost;
@@ -122,22 +124,19 @@ class Engine {
             ++it;
           }
         }
-        running_ = int64_t(batch.size());
+        running_ += int64_t(batch.size());
       }
+      std::vector<std::unique_ptr<Active>> actives;
       try {
-        process(batch);
+        process(batch, actives);
       } catch (const std::exception& error) {
-        spdlog::error("serve: batch of {} request(s) failed: {}", batch.size(), error.what());
-        for (auto& pending : batch) {
-          try {
-            pending->response.set_value({500, error_body(500, std::string("internal error: ") +
-                                                                  error.what())});
-          } catch (const std::future_error&) {  // already answered
+        spdlog::error("serve: a batch of {} request(s) failed: {}", actives.size(), error.what());
+        for (auto& active : actives) {
+          if (!active->answered) {
+            finish(*active, {500, error_body(500, std::string("internal error: ") + error.what())});
           }
         }
       }
-      std::lock_guard<std::mutex> lock(mutex_);
-      running_ = 0;
     }
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& pending : queue_) {
@@ -145,121 +144,177 @@ class Engine {
     }
   }
 
-  struct Row {
-    Pending* pending;
-    size_t prompt;
-    int64_t sample;
+  // A request being answered: one engine row per sample (prompt i's samples consecutive).
+  struct Active {
+    std::unique_ptr<Pending> pending;
+    std::vector<std::vector<int64_t>> prompts;  // per row
+    std::vector<uint64_t> seeds;                // per row
+    std::vector<std::vector<int64_t>> responses;
+    std::vector<std::string> finish;
+    std::vector<json> stop_reason;
+    int64_t remaining = 0;
+    bool answered = false;
   };
 
-  void process(std::vector<std::unique_ptr<Pending>>& batch) {
-    const CompletionRequest& first = batch[0]->request;
-    std::vector<Row> rows;
+  std::unique_ptr<Active> activate(std::unique_ptr<Pending> pending) {
+    auto active = std::make_unique<Active>();
+    const uint64_t base = pending->request.seed ? *pending->request.seed : random_seed();
+    for (size_t i = 0; i < pending->prompts.size(); ++i) {
+      for (int64_t j = 0; j < pending->request.n; ++j) {
+        active->prompts.push_back(pending->prompts[i]);
+        active->seeds.push_back(rollout::sample_seed(base, int64_t(i), j));
+      }
+    }
+    const size_t rows = active->prompts.size();
+    active->responses.resize(rows);
+    active->finish.assign(rows, "length");
+    active->stop_reason.assign(rows, nullptr);
+    active->remaining = int64_t(rows);
+    active->pending = std::move(pending);
+    return active;
+  }
+
+  // The oldest queued request that samples like `key`, counted as running; null if none.
+  std::unique_ptr<Pending> take_alike(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+      if ((*it)->key == key) {
+        std::unique_ptr<Pending> pending = std::move(*it);
+        queue_.erase(it);
+        ++running_;
+        pending->joined = true;
+        return pending;
+      }
+    }
+    return nullptr;
+  }
+
+  void finish(Active& active, std::pair<int, json> answer) {
+    active.answered = true;
+    active.pending->response.set_value(std::move(answer));
+    std::lock_guard<std::mutex> lock(mutex_);
+    --running_;
+  }
+
+  // Generation with continuous batching: the batch's rows start together, and each row whose
+  // request is queued later with the same sampling settings takes a free decoding slot; a request
+  // is answered as soon as its last row finishes.
+  void process(std::vector<std::unique_ptr<Pending>>& batch,
+               std::vector<std::unique_ptr<Active>>& actives) {
+    std::vector<std::pair<Active*, size_t>> owner;  // engine row → request, its row
+    for (auto& pending : batch) {
+      actives.push_back(activate(std::move(pending)));
+      for (size_t i = 0; i < actives.back()->prompts.size(); ++i) owner.push_back({actives.back().get(), i});
+    }
+    const Pending& first = *actives[0]->pending;
+    const CompletionRequest& request = first.request;
+    const int64_t max_tokens = first.max_tokens;
+    if (max_tokens == 0) {
+      for (auto& active : actives) answer(*active);
+      return;
+    }
     std::vector<std::vector<int64_t>> prompts;
-    std::vector<uint64_t> seeds;
-    for (auto& pending : batch) {
-      const uint64_t base = pending->request.seed ? *pending->request.seed : random_seed();
-      for (size_t i = 0; i < pending->prompts.size(); ++i) {
-        for (int64_t j = 0; j < pending->request.n; ++j) {
-          rows.push_back({pending.get(), i, j});
-          prompts.push_back(pending->prompts[i]);
-          seeds.push_back(rollout::sample_seed(base, int64_t(i), j));
+    rollout::GenerationParams params;
+    for (auto& active : actives) {
+      prompts.insert(prompts.end(), active->prompts.begin(), active->prompts.end());
+      params.row_seeds.insert(params.row_seeds.end(), active->seeds.begin(), active->seeds.end());
+    }
+    params.sampling.temperature = request.temperature;
+    params.sampling.top_p = request.top_p;
+    params.sampling.top_k = request.top_k;
+    params.sampling.min_p = request.min_p;
+    params.max_new_tokens = max_tokens;
+    if (!request.ignore_eos) params.stop_token_ids = tokenizer_.info.stop_ids;
+    for (int64_t id : request.stop_token_ids) params.stop_token_ids.push_back(id);
+    params.pad_id = pad_;
+    params.vocab_limit = vocab_limit_;
+    const int64_t row_cost = std::max<int64_t>(1, first.cost / int64_t(first.prompts.size() * size_t(request.n)));
+    params.max_active_rows = std::max<int64_t>(int64_t(prompts.size()), options_.max_batch_tokens / row_cost);
+    std::deque<std::pair<std::vector<int64_t>, uint64_t>> joining;  // rows of a request that joined
+    const std::string key = first.key;
+    params.next_row = [&](std::vector<int64_t>& prompt, uint64_t& seed) {
+      if (joining.empty()) {
+        std::unique_ptr<Pending> next = take_alike(key);
+        if (!next) return false;
+        actives.push_back(activate(std::move(next)));
+        Active* active = actives.back().get();
+        for (size_t i = 0; i < active->prompts.size(); ++i) {
+          owner.push_back({active, i});
+          joining.push_back({active->prompts[i], active->seeds[i]});
         }
       }
-    }
-    // Generation: all rows of the batch at once (their requests share every sampling setting).
-    std::vector<std::vector<int64_t>> responses(rows.size());
-    std::vector<std::string> finish(rows.size(), "length");
-    std::vector<json> stop_reason(rows.size(), nullptr);
-    const int64_t max_tokens = batch[0]->max_tokens;
-    if (max_tokens > 0) {
-      rollout::GenerationParams params;
-      params.sampling.temperature = first.temperature;
-      params.sampling.top_p = first.top_p;
-      params.sampling.top_k = first.top_k;
-      params.sampling.min_p = first.min_p;
-      params.max_new_tokens = max_tokens;
-      if (!first.ignore_eos) params.stop_token_ids = tokenizer_.info.stop_ids;
-      for (int64_t id : first.stop_token_ids) params.stop_token_ids.push_back(id);
-      params.row_seeds = seeds;
-      params.pad_id = pad_;
-      params.vocab_limit = vocab_limit_;
-      rollout::StopChecker stops;
-      if (!first.stop.empty()) {
-        const tokenizer::Tokenizer* tok = tokenizer_.tokenizer.get();
-        stops = rollout::make_stop_checker(
-            [tok](const std::vector<int64_t>& ids) { return tok->decode(ids, true); }, first.stop);
-      }
-      const rollout::RolloutBatch out = rollout::generate(model_, prompts, params, stops);
-      const torch::Tensor ids = out.response_ids.contiguous();
-      const torch::Tensor mask = out.response_mask.contiguous();
-      for (size_t r = 0; r < rows.size(); ++r) {
-        const int64_t length = mask[int64_t(r)].sum().item<int64_t>();
-        const int64_t* data = ids[int64_t(r)].data_ptr<int64_t>();
-        responses[r].assign(data, data + length);
-        const rollout::FinishReason reason = out.finish_reasons[r];
-        if (reason != rollout::FinishReason::kLength) finish[r] = "stop";
-        if (reason == rollout::FinishReason::kStop) {
-          const std::string text = tokenizer().decode(responses[r], true);
-          for (const std::string& stop : first.stop) {
-            if (text.find(stop) != std::string::npos) {
-              stop_reason[r] = stop;
-              break;
-            }
-          }
-        } else if (reason == rollout::FinishReason::kEos && !responses[r].empty()) {
-          const int64_t last = responses[r].back();
-          for (int64_t id : first.stop_token_ids) {
-            if (id == last) stop_reason[r] = id;
+      prompt = std::move(joining.front().first);
+      seed = joining.front().second;
+      joining.pop_front();
+      return true;
+    };
+    params.on_row_finished = [&](int64_t row, const std::vector<int64_t>& response,
+                                 rollout::FinishReason reason) {
+      auto [active, i] = owner.at(size_t(row));
+      active->responses[i] = response;
+      if (reason != rollout::FinishReason::kLength) active->finish[i] = "stop";
+      if (reason == rollout::FinishReason::kStop) {
+        const std::string text = tokenizer().decode(response, true);
+        for (const std::string& stop : request.stop) {
+          if (text.find(stop) != std::string::npos) {
+            active->stop_reason[i] = stop;
+            break;
           }
         }
-      }
-    }
-    // Scoring: one pass over prompt + response for every row whose request asked for log-probs.
-    std::vector<PositionScores> scores(rows.size());
-    std::vector<size_t> scored;
-    std::vector<std::vector<int64_t>> sequences;
-    std::vector<int64_t> ks;
-    for (size_t r = 0; r < rows.size(); ++r) {
-      const CompletionRequest& request = rows[r].pending->request;
-      if (!request.logprobs && !request.prompt_logprobs) continue;
-      std::vector<int64_t> sequence = prompts[r];
-      sequence.insert(sequence.end(), responses[r].begin(), responses[r].end());
-      scored.push_back(r);
-      sequences.push_back(std::move(sequence));
-      ks.push_back(std::max(request.logprobs.value_or(0), request.prompt_logprobs.value_or(0)));
-    }
-    if (!sequences.empty()) {
-      std::vector<PositionScores> out = score(sequences, ks);
-      for (size_t i = 0; i < scored.size(); ++i) scores[scored[i]] = std::move(out[i]);
-    }
-    // Answers, request by request.
-    size_t r = 0;
-    for (auto& pending : batch) {
-      json choices = json::array();
-      int64_t prompt_tokens = 0, completion_tokens = 0;
-      for (const auto& prompt : pending->prompts) prompt_tokens += int64_t(prompt.size());
-      for (size_t i = 0; i < pending->prompts.size(); ++i) {
-        for (int64_t j = 0; j < pending->request.n; ++j, ++r) {
-          completion_tokens += int64_t(responses[r].size());
-          choices.push_back(choice(*pending, int64_t(choices.size()), prompts[r], responses[r],
-                                   scores[r], finish[r], stop_reason[r]));
+      } else if (reason == rollout::FinishReason::kEos && !response.empty()) {
+        for (int64_t id : request.stop_token_ids) {
+          if (id == response.back()) active->stop_reason[i] = id;
         }
       }
-      json body = {{"id", "cmpl-" + random_hex()},
-                   {"object", "text_completion"},
-                   {"created", std::time(nullptr)},
-                   {"model", name_},
-                   {"choices", std::move(choices)},
-                   {"service_tier", nullptr},
-                   {"system_fingerprint", nullptr},
-                   {"usage",
-                    {{"prompt_tokens", prompt_tokens},
-                     {"total_tokens", prompt_tokens + completion_tokens},
-                     {"completion_tokens", completion_tokens},
-                     {"prompt_tokens_details", nullptr}}},
-                   {"kv_transfer_params", nullptr}};
-      pending->response.set_value({200, std::move(body)});
+      if (--active->remaining == 0) answer(*active);
+    };
+    rollout::StopChecker stops;
+    if (!request.stop.empty()) {
+      const tokenizer::Tokenizer* tok = tokenizer_.tokenizer.get();
+      stops = rollout::make_stop_checker(
+          [tok](const std::vector<int64_t>& ids) { return tok->decode(ids, true); }, request.stop);
     }
+    rollout::generate(model_, prompts, params, stops);
+  }
+
+  // The scoring pass of a request's rows that asked for log-probs, then its answer.
+  void answer(Active& active) {
+    const CompletionRequest& request = active.pending->request;
+    const size_t rows = active.prompts.size();
+    std::vector<PositionScores> scores(rows);
+    if (request.logprobs || request.prompt_logprobs) {
+      std::vector<std::vector<int64_t>> sequences;
+      for (size_t r = 0; r < rows; ++r) {
+        sequences.push_back(active.prompts[r]);
+        sequences.back().insert(sequences.back().end(), active.responses[r].begin(),
+                                active.responses[r].end());
+      }
+      const int64_t k = std::max(request.logprobs.value_or(0), request.prompt_logprobs.value_or(0));
+      scores = score(sequences, std::vector<int64_t>(rows, k));
+    }
+    json choices = json::array();
+    int64_t prompt_tokens = 0, completion_tokens = 0;
+    for (const auto& prompt : active.pending->prompts) prompt_tokens += int64_t(prompt.size());
+    for (size_t r = 0; r < rows; ++r) {
+      completion_tokens += int64_t(active.responses[r].size());
+      choices.push_back(choice(*active.pending, int64_t(r), active.prompts[r], active.responses[r],
+                               scores[r], active.finish[r], active.stop_reason[r]));
+    }
+    json body = {{"id", "cmpl-" + random_hex()},
+                 {"object", "text_completion"},
+                 {"created", std::time(nullptr)},
+                 {"model", name_},
+                 {"choices", std::move(choices)},
+                 {"service_tier", nullptr},
+                 {"system_fingerprint", nullptr},
+                 {"usage",
+                  {{"prompt_tokens", prompt_tokens},
+                   {"total_tokens", prompt_tokens + completion_tokens},
+                   {"completion_tokens", completion_tokens},
+                   {"prompt_tokens_details", nullptr}}},
+                 {"kv_transfer_params", nullptr}};
+    if (active.pending->joined) body["joined"] = true;  // for the log line; not sent
+    finish(active, {200, std::move(body)});
   }
 
   // Scores of every position of `sequences` at temperature 1 with the top ks[i] alternatives:
@@ -599,7 +654,9 @@ void serve(const ServeOptions& options) {
         request_detail = "prompts=" + std::to_string(prompts) + " n=" + std::to_string(n) +
                          " max_tokens=" + std::to_string(max_tokens) +
                          " prompt_tokens=" + body["usage"]["prompt_tokens"].dump() +
-                         " completion_tokens=" + body["usage"]["completion_tokens"].dump();
+                         " completion_tokens=" + body["usage"]["completion_tokens"].dump() +
+                         (body.contains("joined") ? " joined_running_batch" : "");
+        body.erase("joined");
       } else {
         request_detail = dump_json(body["error"]["message"]);
       }

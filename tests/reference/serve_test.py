@@ -336,7 +336,22 @@ def load_checks(gopd, teacher, seconds=4.0, clients=16):
                     if status == 200:
                         latencies.append(time.time() - start)
 
+        # A seeded request answered alone, then again and again while the others load the
+        # server (joining running batches): the same sample every time.
+        probe = {"prompt": "7+8=", "max_tokens": 6, "temperature": 1.0, "seed": 99,
+                 "ignore_eos": True}
+        alone = json.loads(request(server.port, "POST", "/v1/completions", probe)[1])
+        alone_text = alone["choices"][0]["text"]
+        probe_answers = []
+
+        def prober():
+            while time.time() < deadline:
+                status, answer = request(server.port, "POST", "/v1/completions", probe)
+                if status == 200:
+                    probe_answers.append(json.loads(answer)["choices"][0]["text"])
+
         threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        threads.append(threading.Thread(target=prober))
         started = time.time()
         for t in threads:
             t.start()
@@ -348,6 +363,11 @@ def load_checks(gopd, teacher, seconds=4.0, clients=16):
         check(set(statuses) <= {200, 503}, f"load: answers other than 200/503: {statuses}")
         check(statuses.get(200, 0) > 0, f"load: no request succeeded: {statuses}")
         check(server.alive(), "the server died under load")
+        check(probe_answers and all(t == alone_text for t in probe_answers),
+              f"a seeded request under load gives its sample alone ({alone_text!r}): "
+              f"{sorted(set(probe_answers))[:5]} over {len(probe_answers)} answers")
+        joined = sum(1 for line in server.lines if "joined_running_batch" in line)
+        check(joined > 0, "no request joined a running batch under load (continuous batching)")
 
         def percentile(p):
             return 1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else None
@@ -357,6 +377,7 @@ def load_checks(gopd, teacher, seconds=4.0, clients=16):
                           "requests_per_s": round(total / elapsed, 1),
                           "ok_per_s": round(statuses.get(200, 0) / elapsed, 1),
                           "p50_ms": percentile(0.5), "p99_ms": percentile(0.99),
+                          "joined_running_batch": joined,
                           "statuses": {str(k): v for k, v in statuses.items()}}), flush=True)
     finally:
         server.stop()

@@ -131,7 +131,7 @@ TEST(Rollout, RowFinishedSeesEachRowOnceWithItsFinalResponse) {
         observed.max_active_rows = slots;
         std::map<int64_t, std::vector<int64_t>> seen;
         std::vector<int64_t> order;
-        observed.on_row_finished = [&](int64_t row, const std::vector<int64_t>& response) {
+        observed.on_row_finished = [&](int64_t row, const std::vector<int64_t>& response, FinishReason) {
           EXPECT_EQ(seen.count(row), 0u) << "row " << row << " reported twice";
           seen[row] = response;
           order.push_back(row);
@@ -158,6 +158,50 @@ TEST(Rollout, RowFinishedSeesEachRowOnceWithItsFinalResponse) {
         }
         if (!stops) EXPECT_TRUE(torch::equal(batch.response_ids, reference.response_ids));
       }
+    }
+  }
+}
+
+// next_row (gopd serve's continuous batching): rows that join while others decode get the
+// samples their seeds give alone, and follow the given rows in the batch.
+TEST(Rollout, RowsJoiningMidDecodeGetTheirOwnSamples) {
+  model::Transformer model = tiny_model(7);
+  const std::vector<std::vector<int64_t>> given = {{3, 7, 1}, {5, 2}};
+  const std::vector<std::vector<int64_t>> joining = {{8, 8, 12, 4}, {2}, {6, 1, 1, 9, 9, 3}, {4, 9}};
+  GenerationParams params;
+  params.max_new_tokens = 10;
+  params.stop_token_ids = {0, 1};
+  params.row_seeds = {11, 12};
+  const std::vector<uint64_t> joining_seeds = {13, 14, 15, 16};
+  for (const int64_t slots : {1, 2, 3, 8}) {
+    SCOPED_TRACE("slots " + std::to_string(slots));
+    GenerationParams continuous = params;
+    continuous.max_active_rows = slots;
+    size_t next = 0;
+    int64_t asked = 0;
+    continuous.next_row = [&](std::vector<int64_t>& prompt, uint64_t& seed) {
+      ++asked;
+      if (next == joining.size()) return false;
+      prompt = joining[next];
+      seed = joining_seeds[next++];
+      return true;
+    };
+    const RolloutBatch batch = generate(model, given, continuous);
+    ASSERT_EQ(batch.response_ids.size(0), 6);
+    EXPECT_GT(asked, 4);
+    std::vector<std::vector<int64_t>> all = given;
+    all.insert(all.end(), joining.begin(), joining.end());
+    std::vector<uint64_t> seeds = params.row_seeds;
+    seeds.insert(seeds.end(), joining_seeds.begin(), joining_seeds.end());
+    for (size_t r = 0; r < all.size(); ++r) {
+      GenerationParams alone = params;
+      alone.row_seeds = {seeds[r]};
+      const RolloutBatch reference = generate(model, {all[r]}, alone);
+      const int64_t length = reference.response_mask[0].sum().item<int64_t>();
+      ASSERT_EQ(batch.response_mask[int64_t(r)].sum().item<int64_t>(), length) << "row " << r;
+      EXPECT_TRUE(torch::equal(batch.response_ids[int64_t(r)].narrow(0, 0, length),
+                               reference.response_ids[0].narrow(0, 0, length)))
+          << "row " << r;
     }
   }
 }

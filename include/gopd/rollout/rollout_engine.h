@@ -22,7 +22,12 @@ const char* finish_reason_name(FinishReason reason);  // "eos" | "stop" | "lengt
 
 // Called once per row as soon as it finishes (row = prompt × n + sample), with its response
 // tokens: later stages can start on it while the other rows still decode.
-using RowFinished = std::function<void(int64_t row, const std::vector<int64_t>& response_ids)>;
+using RowFinished = std::function<void(int64_t row, const std::vector<int64_t>& response_ids,
+                                       FinishReason reason)>;
+// Continuous batching across callers: asked for another row whenever a decoding slot is free
+// and every row given so far has started; fills its prompt and seed and returns true, or
+// returns false when there is none now. Such rows follow the given ones in the batch.
+using NextRow = std::function<bool(std::vector<int64_t>& prompt, uint64_t& seed)>;
 
 struct GenerationParams {
   SamplingParams sampling;
@@ -39,6 +44,7 @@ struct GenerationParams {
   // so a long straggler does not leave the batch idle. 0 = every sample at once (static).
   int64_t max_active_rows = 0;
   RowFinished on_row_finished;  // optional; never changes what is sampled
+  NextRow next_row;             // optional; needs n = 1 and max_active_rows > 0
 };
 
 // The seed of sample `sample` of prompt `prompt`.
