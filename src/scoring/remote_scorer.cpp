@@ -46,7 +46,8 @@ const char* const kTokenizerProbe =
     "Probe 1: 12+345=357, x_{t}^2 \xe2\x88\x91 caf\xc3\xa9 \xe4\xbd\xa0\xe5\xa5\xbd!\n\n  def f(a):\n\treturn a  # end";
 
 RemoteScorer::RemoteScorer(serve::Endpoint endpoint, const tokenizer::Tokenizer& student)
-    : client_(std::make_shared<serve::CompletionsClient>(std::move(endpoint))) {
+    : client_(std::make_shared<serve::CompletionsClient>(std::move(endpoint))),
+      vocab_(student.vocab_size()) {
   const serve::ServedModel model = client_->served_model();
   const std::string& label = client_->endpoint().label;
   const std::string& url = client_->endpoint().url;
@@ -187,7 +188,14 @@ std::pair<torch::Tensor, torch::Tensor> RemoteScorer::top_k(const TrainingSequen
                                     std::to_string(k) + " prompt log-probs asked for");
       }
       for (int64_t j = 0; j < k; ++j) {
-        id_data[(b * T + t) * k + j] = position.top[size_t(j)].first;
+        const int64_t id = position.top[size_t(j)].first;
+        if (id < 0 || id >= vocab_) {
+          core::throw_runtime_failure(
+              label() + ": the server ranked token id " + std::to_string(id) +
+              " among its top k, outside the student's tokenizer (" + std::to_string(vocab_) +
+              " ids); a served teacher must rank the shared tokenizer's ids only");
+        }
+        id_data[(b * T + t) * k + j] = id;
         lp_data[(b * T + t) * k + j] = float(position.top[size_t(j)].second);
       }
     }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "gopd/core/error.h"
@@ -38,8 +39,32 @@ CompletionsClient::CompletionsClient(Endpoint endpoint) : endpoint_(std::move(en
   }
 }
 
+// At most endpoint.concurrency calls of one client talk to the server at once.
+class CompletionsClient::Slot {
+ public:
+  explicit Slot(CompletionsClient& client) : client_(client) {
+    std::unique_lock<std::mutex> lock(client_.slots_mutex_);
+    client_.slots_free_.wait(lock, [this] { return client_.in_flight_ < client_.endpoint_.concurrency; });
+    ++client_.in_flight_;
+  }
+  ~Slot() {
+    {
+      std::lock_guard<std::mutex> lock(client_.slots_mutex_);
+      --client_.in_flight_;
+    }
+    client_.slots_free_.notify_one();
+  }
+
+ private:
+  CompletionsClient& client_;
+};
+
 std::string CompletionsClient::call(const std::string& method, const std::string& path,
                                     const std::string& body) {
+  const Slot slot(*this);
+  if (unreachable_) {  // another call already waited out the timeout: fail at once
+    core::throw_runtime_failure(endpoint_.label + " (" + endpoint_.url + "): " + unreachable_message_);
+  }
   const auto start = Clock::now();
   double wait = 0.25;
   std::string last_error;
@@ -54,7 +79,10 @@ std::string CompletionsClient::call(const std::string& method, const std::string
         method == "GET" ? client.Get(prefix_ + path, headers)
                         : client.Post(prefix_ + path, headers, body, "application/json");
     if (result && result->status >= 200 && result->status < 300) return result->body;
-    if (result && result->status != 502 && result->status != 503 && result->status != 504) {
+    // Retried: connection errors, overload (429, 503), gateways (502, 504) and server errors
+    // (500: a gopd serve batch that failed for another client's request); the rest is a refusal.
+    const bool retry = !result || result->status == 429 || result->status >= 500;
+    if (!retry) {
       std::string message = result->body;
       try {
         const json error = json::parse(result->body);
@@ -73,11 +101,16 @@ std::string CompletionsClient::call(const std::string& method, const std::string
                         : httplib::to_string(result.error());
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     if (elapsed + wait > endpoint_.timeout_s) {
-      core::throw_runtime_failure(
-          endpoint_.label + " (" + endpoint_.url + "): no answer to " + method + " " + path +
-          " after " + std::to_string(int64_t(elapsed)) + " s and " + std::to_string(attempt + 1) +
-          " tries (last: " + last_error +
-          "). Is the server running? Once it is, continue the run with --resume auto.");
+      const std::string message =
+          "no answer to " + method + " " + path + " after " + std::to_string(int64_t(elapsed)) +
+          " s and " + std::to_string(attempt + 1) + " tries (last: " + last_error +
+          "). Is the server running? Once it is, continue the run with --resume auto.";
+      {
+        std::lock_guard<std::mutex> lock(slots_mutex_);
+        if (!unreachable_) unreachable_message_ = message;
+        unreachable_ = true;
+      }
+      core::throw_runtime_failure(endpoint_.label + " (" + endpoint_.url + "): " + message);
     }
     if (attempt == 0 || attempt % 8 == 0) {
       spdlog::warn("{} ({}): {} {} failed ({}); retrying for up to {:.0f} s", endpoint_.label,

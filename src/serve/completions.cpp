@@ -43,8 +43,13 @@ int64_t integer(const json& value, const std::string& field, int64_t low, int64_
   } else if (value.is_number_float()) {
     const double d = value.get<double>();
     if (!std::isfinite(d) || d != std::floor(d)) bad(field, "must be an integer");
-    if (d > double(high)) bad(field, "must be at most " + std::to_string(high));
-    if (d < double(low)) bad(field, "must be at least " + std::to_string(low));
+    // 2^63 and −2^63 − 1 are the first doubles outside int64_t.
+    if (d >= 9223372036854775808.0 || d > double(high)) {
+      bad(field, "must be at most " + std::to_string(high));
+    }
+    if (d < -9223372036854775808.0 || d < double(low)) {
+      bad(field, "must be at least " + std::to_string(low));
+    }
     v = int64_t(d);
   } else {
     bad(field, "must be an integer, got " + type_name(value));

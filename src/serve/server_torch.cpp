@@ -157,6 +157,16 @@ class Engine {
   };
 
   std::unique_ptr<Active> activate(std::unique_ptr<Pending> pending) {
+    try {
+      return make_active(std::move(pending));
+    } catch (...) {  // the request is dropped unanswered (its client sees a broken promise)
+      std::lock_guard<std::mutex> lock(mutex_);
+      --running_;
+      throw;
+    }
+  }
+
+  std::unique_ptr<Active> make_active(std::unique_ptr<Pending> pending) {
     auto active = std::make_unique<Active>();
     const uint64_t base = pending->request.seed ? *pending->request.seed : random_seed();
     for (size_t i = 0; i < pending->prompts.size(); ++i) {
@@ -174,19 +184,20 @@ class Engine {
     return active;
   }
 
-  // The oldest queued request that samples like `key`, counted as running; null if none.
-  std::unique_ptr<Pending> take_alike(const std::string& key) {
+  // The oldest queued request, counted as running, if it samples like `key` and its rows cost
+  // at most `row_cost` each; null otherwise. Only the oldest, so that a stream of alike
+  // requests cannot keep one of other settings waiting.
+  std::unique_ptr<Pending> take_alike(const std::string& key, int64_t row_cost) {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-      if ((*it)->key == key) {
-        std::unique_ptr<Pending> pending = std::move(*it);
-        queue_.erase(it);
-        ++running_;
-        pending->joined = true;
-        return pending;
-      }
-    }
-    return nullptr;
+    if (queue_.empty()) return nullptr;
+    Pending& oldest = *queue_.front();
+    const int64_t rows = int64_t(oldest.prompts.size()) * oldest.request.n;
+    if (oldest.key != key || oldest.cost > row_cost * rows) return nullptr;
+    std::unique_ptr<Pending> pending = std::move(queue_.front());
+    queue_.pop_front();
+    ++running_;
+    pending->joined = true;
+    return pending;
   }
 
   void finish(Active& active, std::pair<int, json> answer) {
@@ -228,16 +239,27 @@ class Engine {
     for (int64_t id : request.stop_token_ids) params.stop_token_ids.push_back(id);
     params.pad_id = pad_;
     params.vocab_limit = vocab_limit_;
-    const int64_t row_cost = std::max<int64_t>(1, first.cost / int64_t(first.prompts.size() * size_t(request.n)));
-    params.max_active_rows = std::max<int64_t>(int64_t(prompts.size()), options_.max_batch_tokens / row_cost);
+    // Decoding slots from the token budget (rows beyond them wait for a free slot); requests
+    // join while fewer than 16 slots' worth of rows have gone through this batch, so that its
+    // bookkeeping stays bounded.
+    int64_t row_cost = 1;
+    for (const auto& active : actives) {
+      const auto& p = *active->pending;
+      row_cost = std::max<int64_t>(row_cost, p.cost / std::max<int64_t>(1, int64_t(p.prompts.size()) * p.request.n));
+    }
+    params.max_active_rows = std::max<int64_t>(1, options_.max_batch_tokens / row_cost);
+    const int64_t max_rows = 16 * params.max_active_rows;
+    int64_t total_rows = int64_t(prompts.size());
     std::deque<std::pair<std::vector<int64_t>, uint64_t>> joining;  // rows of a request that joined
     const std::string key = first.key;
     params.next_row = [&](std::vector<int64_t>& prompt, uint64_t& seed) {
       if (joining.empty()) {
-        std::unique_ptr<Pending> next = take_alike(key);
+        if (total_rows >= max_rows) return false;
+        std::unique_ptr<Pending> next = take_alike(key, row_cost);
         if (!next) return false;
         actives.push_back(activate(std::move(next)));
         Active* active = actives.back().get();
+        total_rows += int64_t(active->prompts.size());
         for (size_t i = 0; i < active->prompts.size(); ++i) {
           owner.push_back({active, i});
           joining.push_back({active->prompts[i], active->seeds[i]});
@@ -277,8 +299,23 @@ class Engine {
     rollout::generate(model_, prompts, params, stops);
   }
 
-  // The scoring pass of a request's rows that asked for log-probs, then its answer.
+  // The scoring pass of a request's rows that asked for log-probs, then its answer; a failure
+  // answers this request 500 and leaves the others of the batch alone.
   void answer(Active& active) {
+    try {
+      answer_or_throw(active);
+    } catch (const std::exception& error) {
+      spdlog::error("serve: a request failed: {}", error.what());
+      if (!active.answered) {
+        finish(active, {500, error_body(500, std::string("internal error: ") + error.what())});
+      }
+    }
+    // What the engine no longer needs of an answered request.
+    std::vector<std::vector<int64_t>>().swap(active.prompts);
+    std::vector<std::vector<int64_t>>().swap(active.responses);
+  }
+
+  void answer_or_throw(Active& active) {
     const CompletionRequest& request = active.pending->request;
     const size_t rows = active.prompts.size();
     std::vector<PositionScores> scores(rows);
@@ -364,8 +401,9 @@ class Engine {
           const torch::Tensor rank = (logp >= actual).sum(1).to(torch::kLong).cpu();
           const torch::Tensor actual_cpu = actual.squeeze(1).to(torch::kDouble).cpu();
           torch::Tensor top_values, top_ids;
-          if (k > 0) {
-            std::tie(top_values, top_ids) = logp.topk(std::min(k, logp.size(1)), 1);
+          if (k > 0) {  // ranked among the tokenizer's ids (padded embedding rows never listed)
+            const torch::Tensor candidates = logp.narrow(1, 0, std::min(vocab_limit_, logp.size(1)));
+            std::tie(top_values, top_ids) = candidates.topk(std::min(k, candidates.size(1)), 1);
             top_values = top_values.to(torch::kDouble).cpu().contiguous();
             top_ids = top_ids.cpu().contiguous();
           }
@@ -413,6 +451,10 @@ class Engine {
               const std::string& finish, const json& stop_reason) const {
     const CompletionRequest& request = pending.request;
     std::string text = tokenizer().decode(response, request.skip_special_tokens);
+    if (stop_reason.is_string()) {  // vLLM's default: the stop string is not part of the text
+      const size_t at = text.find(stop_reason.get<std::string>());
+      if (at != std::string::npos) text.resize(at);
+    }
     if (request.echo) text = tokenizer().decode(prompt, request.skip_special_tokens) + text;
     json logprobs = nullptr;
     if (request.logprobs) {
@@ -535,17 +577,30 @@ std::unique_ptr<Pending> checked(const Engine& engine, const std::string& body,
   }
   pending->max_tokens =
       request.max_tokens >= 0 ? request.max_tokens : std::max<int64_t>(0, engine.context() - longest);
-  if (longest + pending->max_tokens > engine.context()) {
+  if (longest > engine.context() || pending->max_tokens > engine.context() - longest) {
     throw RequestError(400, longest > engine.context() ? "prompt" : "max_tokens",
                        "This model's maximum context length is " +
                            std::to_string(engine.context()) + " tokens. However, you requested " +
-                           std::to_string(longest + pending->max_tokens) + " tokens (" +
+                           (pending->max_tokens > engine.context()
+                                ? std::string("more than that")
+                                : std::to_string(longest + pending->max_tokens)) + " tokens (" +
                            std::to_string(longest) + " in the prompt, " +
                            std::to_string(pending->max_tokens) +
                            " in the completion). Please reduce the prompt or max_tokens.");
   }
   const int64_t rows = int64_t(pending->prompts.size()) * request.n;
-  pending->cost = rows * (longest + pending->max_tokens);
+  pending->cost = rows * (longest + pending->max_tokens);  // ≤ 1024 × 2 × context: no overflow
+  if (request.logprobs || request.prompt_logprobs) {
+    constexpr int64_t kMaxEntries = 8'000'000;
+    const int64_t k = std::max(request.logprobs.value_or(0), request.prompt_logprobs.value_or(0));
+    const int64_t entries = pending->cost * (k + 1);
+    if (entries > kMaxEntries) {
+      throw RequestError(400, request.logprobs ? "logprobs" : "prompt_logprobs",
+                         "this request asks for up to " + std::to_string(entries) +
+                             " log-prob entries (rows × tokens × (k + 1)); at most " +
+                             std::to_string(kMaxEntries) + " per request: split it");
+    }
+  }
   json key = {pending->max_tokens, request.temperature, request.top_p,     request.top_k,
               request.min_p,        request.stop,        request.stop_token_ids,
               request.ignore_eos};
@@ -576,7 +631,7 @@ void serve(const ServeOptions& options) {
   Engine engine(options, std::move(model), std::move(tokenizer), name);
   RequestLimits limits;
   limits.max_logprobs = options.max_logprobs;
-  limits.vocab_size = engine.vocab_size();
+  limits.vocab_size = engine.tokenizer_size();  // ids the tokenizer can decode
   const std::time_t created = std::time(nullptr);
 
   httplib::Server server;

@@ -192,6 +192,27 @@ def client_checks(gopd, teacher, work):
                 check(close(value, ref[len(ids) + t], 1e-5),
                       f"generated token {t}: serve {value} vs gopd logprobs {ref[len(ids) + t]}")
 
+        # Stop strings end the text before them (vLLM's default), with finish_reason "stop".
+        free_run = client.completions.create(model=name, prompt=[ids], max_tokens=16, seed=3,
+                                             extra_body={"ignore_eos": True})
+        full = free_run.choices[0].text
+        stop = full[len(full) // 2:len(full) // 2 + 2]
+        if check(len(stop) == 2, f"a 16-token sample gives text to cut: {full!r}"):
+            stopped = client.completions.create(model=name, prompt=[ids], max_tokens=16, seed=3,
+                                                stop=[stop], extra_body={"ignore_eos": True})
+            c = stopped.choices[0]
+            check(c.text == full[:full.find(stop)] and c.finish_reason == "stop" and
+                  c.model_extra.get("stop_reason") == stop,
+                  f"stop {stop!r}: text {c.text!r} ({c.finish_reason}, {c.model_extra.get('stop_reason')!r})"
+                  f" from {full!r}")
+        # Requests that would overflow or ask for too many log-prob entries are 400s.
+        for body, field in [({"prompt": [ids], "max_tokens": 2**62}, "max_tokens"),
+                            ({"prompt": [ids[:1] * 4000] * 8, "max_tokens": 0, "n": 16,
+                              "prompt_logprobs": 20}, "prompt_logprobs")]:
+            status, answer = request(server.port, "POST", "/v1/completions", body)
+            check(status == 400 and json.loads(answer)["error"]["param"] == field,
+                  f"{field}: {status} {answer[:300]!r}")
+
         # Errors: OpenAI-shaped, naming the field.
         try:
             client.completions.create(model=name, prompt="x", max_tokens=-3)

@@ -82,6 +82,8 @@ TEST(ServeRequest, BadValuesNameTheirField) {
       {R"({"prompt": "a", "max_tokens": "3"})", "max_tokens"},
       {R"({"prompt": "a", "max_tokens": 1e300})", "max_tokens"},
       {R"({"prompt": "a", "max_tokens": 18446744073709551615})", "max_tokens"},
+      {R"({"prompt": "a", "max_tokens": 9223372036854775808.0})", "max_tokens"},
+      {R"({"prompt": "a", "seed": -9223372036854777856.0})", "seed"},
       {R"({"prompt": "a", "temperature": -0.5})", "temperature"},
       {R"({"prompt": "a", "top_p": 0})", "top_p"},
       {R"({"prompt": "a", "n": 0})", "n"},

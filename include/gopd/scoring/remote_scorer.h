@@ -56,6 +56,7 @@ class RemoteScorer : public Scorer {
     size_t index = 0;  // the row's place in its request
   };
   std::shared_ptr<serve::CompletionsClient> client_;
+  int64_t vocab_ = 0;  // the student's tokenizer size: served top-k ids must be below it
   std::map<int64_t, Prefetched> prefetched_;  // row → its request
   std::vector<std::pair<int64_t, std::vector<int64_t>>> pending_;  // not yet sent
   int64_t prefetched_rows_ = 0;  // rows whose prefetched scores were used, this batch

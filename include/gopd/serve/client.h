@@ -2,11 +2,15 @@
 // (`gopd serve`, vLLM). Scoring is one request per group of sequences, {"prompt": [[ids…]…],
 // "max_tokens": 0, "echo": true, "prompt_logprobs": k}, the request vLLM accepts for scoring
 // (max_tokens 0 only with echo), answered with choices[i].prompt_logprobs. Connection errors and
-// 502/503/504 are retried with backoff until the endpoint's timeout; then, or on any other
-// refusal, the call fails naming the endpoint and what to do.
+// 429/5xx are retried with backoff until the endpoint's timeout (then exit 1, and every later
+// call of the client fails at once); any other refusal fails at once (exit 2), naming the
+// endpoint and what to do.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,7 +24,7 @@ struct Endpoint {
   double timeout_s = 600;
   std::string api_key;      // bearer token, "" = none
   int64_t rows_per_request = 8;   // sequences per completions request
-  int64_t concurrency = 4;        // requests in flight at once
+  int64_t concurrency = 8;        // requests in flight at once (pipelined ones included)
   bool pipeline = true;           // score rows as the rollout finishes them (false: afterwards)
 };
 
@@ -56,9 +60,17 @@ class CompletionsClient {
   std::vector<std::vector<PositionLogprobs>> score_group(
       const std::vector<std::vector<int64_t>>& sequences, int64_t k);
 
+  class Slot;
   Endpoint endpoint_;
   std::string base_;    // scheme://host:port
   std::string prefix_;  // a path prefix before /v1 (behind a proxy), "" usually
+  std::mutex slots_mutex_;
+  std::condition_variable slots_free_;
+  int64_t in_flight_ = 0;
+  // Once a call has waited out the timeout, later calls fail at once (a failed step then ends
+  // without waiting the timeout again for each request still queued).
+  std::atomic<bool> unreachable_{false};
+  std::string unreachable_message_;
 };
 
 }  // namespace gopd::serve
