@@ -1,7 +1,11 @@
 // Implements AtomicFileWriter: temp file beside the target, rename on commit.
 #include "gopd/core/atomic_file.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdio>
 #include <filesystem>
@@ -49,6 +53,32 @@ void AtomicFileWriter::commit() {
   }
   committed_ = true;
 }
+
+namespace {
+
+void sync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), (directory ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_runtime_failure(path + ": cannot open to sync: " + std::strerror(errno));
+  const int result = ::fsync(fd);
+  const int error = errno;
+  ::close(fd);
+  if (result != 0) throw_runtime_failure(path + ": fsync failed: " + std::strerror(error));
+}
+
+}  // namespace
+
+void sync_tree(const std::string& path) {
+  std::error_code error;
+  for (std::filesystem::recursive_directory_iterator it(path, error), end; !error && it != end;
+       it.increment(error)) {
+    if (it->is_symlink(error)) continue;
+    sync_path(it->path().string(), it->is_directory(error));
+  }
+  if (error) throw_runtime_failure(path + ": cannot list to sync: " + error.message());
+  sync_path(path, std::filesystem::is_directory(path, error));
+}
+
+void sync_directory(const std::string& path) { sync_path(path, true); }
 
 void write_file_atomically(const std::string& path, const std::string& content) {
   AtomicFileWriter writer(path);

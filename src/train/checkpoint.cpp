@@ -2,6 +2,12 @@
 #include "gopd/train/checkpoint.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
 
 #include <algorithm>
 #include <filesystem>
@@ -53,7 +59,54 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
   return found;
 }
 
+// torch::save into `path` through a writer that never fails inside LibTorch (a failed write
+// there ends in std::terminate from its stream writer's destructor): the first write error is
+// kept, the rest of the archive discarded, and the error reported once LibTorch is done.
+template <typename Value>
+void save_torch(const Value& value, const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    core::throw_runtime_failure(path.string() + ": cannot open for writing: " + std::strerror(errno));
+  }
+  int error = 0;
+  const std::function<size_t(const void*, size_t)> writer = [fd, &error](const void* data,
+                                                                        size_t size) {
+    const char* bytes = static_cast<const char*>(data);
+    for (size_t left = size; error == 0 && left > 0;) {
+      const ssize_t written = ::write(fd, bytes, left);
+      if (written < 0) {
+        if (errno != EINTR) error = errno;
+        continue;
+      }
+      bytes += written;
+      left -= size_t(written);
+    }
+    return size;
+  };
+  try {
+    torch::save(value, writer);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  if (error == 0 && ::fsync(fd) != 0) error = errno;
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error != 0) {
+    core::throw_runtime_failure(path.string() + ": write failed: " + std::strerror(error));
+  }
+}
+
+// The newest complete checkpoint's name, or "none".
+std::string previous_checkpoint(const std::string& directory) {
+  const auto found = complete_checkpoints(directory);
+  return found.empty() ? std::string("none") : found.back().second.filename().string();
+}
+
 }  // namespace
+
+static void write_checkpoint(const fs::path& partial, const CheckpointState& state,
+                             model::Transformer& model, const torch::optim::Optimizer& optimizer,
+                             const std::string& tokenizer_directory, torch::ScalarType save_dtype);
 
 std::string save_checkpoint(const std::string& checkpoints_directory, const CheckpointState& state,
                             model::Transformer& model, const torch::optim::Optimizer& optimizer,
@@ -61,18 +114,41 @@ std::string save_checkpoint(const std::string& checkpoints_directory, const Chec
   const std::string name = "step_" + std::to_string(state.step);
   const fs::path target = fs::path(checkpoints_directory) / name;
   const fs::path partial = fs::path(checkpoints_directory) / (kPartialPrefix + name);
-  fs::create_directories(checkpoints_directory);
+  try {
+    write_checkpoint(partial, state, model, optimizer, tokenizer_directory, save_dtype);
+    // Every file reaches the disk before the rename publishes the checkpoint, and the rename
+    // before training goes on.
+    core::sync_tree(partial.string());
+    fs::remove_all(target);
+    fs::rename(partial, target);
+    core::sync_directory(checkpoints_directory);
+  } catch (const std::exception& error) {
+    std::error_code ignored;
+    fs::remove_all(partial, ignored);
+    core::throw_runtime_failure(
+        "cannot save checkpoint " + name + " in " + checkpoints_directory + ": " + error.what() +
+        ". The run stops here; the newest complete checkpoint (" +
+        previous_checkpoint(checkpoints_directory) +
+        ") is intact: free space (or fix the folder), then continue with --resume auto");
+  }
+  return target.string();
+}
+
+static void write_checkpoint(const fs::path& partial, const CheckpointState& state,
+                             model::Transformer& model, const torch::optim::Optimizer& optimizer,
+                      const std::string& tokenizer_directory, torch::ScalarType save_dtype) {
+  fs::create_directories(partial.parent_path());
   fs::remove_all(partial);
   model::save_model(model, partial.string(), tokenizer_directory, 5'000'000'000, save_dtype);
   if (save_dtype != torch::ScalarType::Undefined &&
       save_dtype != model->output_weight().scalar_type()) {
     model::save_model(model, (partial / kMasterDirectory).string());
   }
-  torch::save(optimizer, (partial / kOptimizerFile).string());
+  save_torch(optimizer, partial / kOptimizerFile);
   {
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
-    torch::save(generator.get_state(), (partial / kRngFile).string());
+    save_torch(generator.get_state(), partial / kRngFile);
   }
   const nlohmann::json json = {{"step", state.step},
                                {"epoch", state.epoch},
@@ -83,9 +159,6 @@ std::string save_checkpoint(const std::string& checkpoints_directory, const Chec
                                {"algorithm", state.algorithm}};
   // Written last: its presence marks the checkpoint complete.
   core::write_file_atomically((partial / kStateFile).string(), json.dump(2) + "\n");
-  fs::remove_all(target);
-  fs::rename(partial, target);
-  return target.string();
 }
 
 std::string latest_checkpoint(const std::string& checkpoints_directory) {

@@ -44,11 +44,17 @@ void trim_log(const std::string& path, int64_t step) {
   std::ifstream in(path);
   if (!in) return;
   std::string kept;
+  int64_t dropped = 0;
   for (std::string text; std::getline(in, text);) {
     const nlohmann::json line = nlohmann::json::parse(text, nullptr, false);
-    if (line.is_object() && line.value("step", int64_t(0)) <= step) kept += text + "\n";
+    const bool keep = line.is_object() && line.value("step", int64_t(0)) <= step;
+    if (keep) kept += text + "\n";
+    dropped += keep ? 0 : 1;
   }
   in.close();
+  if (dropped == 0) return;
+  spdlog::info("{}: dropped {} line(s) after step {} (redone from there; a half line of a killed "
+               "run among them)", path, dropped, step);
   core::write_file_atomically(path, kept);
 }
 
@@ -167,7 +173,15 @@ class Trainer {
 // After prepare_run (which seeds LibTorch): the optimizer, the generator and the logs as they
 // were at the checkpoint.
 void Trainer::restore() {
-  if (job_.resume_from.empty()) return;
+  if (job_.resume_from.empty()) {
+    // Training starts at step 0: lines an earlier run left in this run directory (a run killed
+    // or stopped before its first checkpoint, a half line among them) would be redone.
+    if (leader()) {
+      trim_log(run_.metrics_path, 0);
+      trim_log(run_.path + "/lens_dump.jsonl", 0);
+    }
+    return;
+  }
   updater_.restore(job_.resume_from);
   const CheckpointState& state = job_.state;
   updater_.counters() = {state.optimizer_steps, state.skipped_steps, state.nonfinite_in_a_row};

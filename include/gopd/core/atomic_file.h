@@ -31,4 +31,10 @@ class AtomicFileWriter {
 // Convenience: the whole content at once.
 void write_file_atomically(const std::string& path, const std::string& content);
 
+// fsync of every file and folder under `path` (and `path` itself), so that a rename that
+// publishes them comes after their data is on disk. Failure: Error (exit 1) naming the file.
+void sync_tree(const std::string& path);
+// fsync of one folder (after a rename in it).
+void sync_directory(const std::string& path);
+
 }  // namespace gopd::core
