@@ -75,6 +75,23 @@ void load_weights(Transformer& model, const std::map<std::string, torch::Tensor>
     list("shape mismatches", mismatched);
     core::throw_bad_input(message);
   }
+  // A NaN or infinity in the weights would surface as NaN losses steps later: name the tensor.
+  std::vector<std::string> nonfinite;
+  for (const auto& item : parameters) {
+    const torch::Tensor& tensor = tensors.at(item.key());
+    if (tensor.is_floating_point() && !torch::isfinite(tensor).all().item<bool>()) {
+      const int64_t bad = (~torch::isfinite(tensor)).sum().item<int64_t>();
+      nonfinite.push_back(item.key() + " (" + std::to_string(bad) + " of " +
+                          std::to_string(tensor.numel()) + " values)");
+    }
+  }
+  if (!nonfinite.empty()) {
+    std::string message = source + ": non-finite weights (NaN or infinity) in " +
+                          std::to_string(nonfinite.size()) + " tensor(s): ";
+    for (size_t i = 0; i < nonfinite.size() && i < 10; ++i) message += (i ? ", " : "") + nonfinite[i];
+    if (nonfinite.size() > 10) message += ", ...";
+    core::throw_bad_input(message + "; the checkpoint is damaged or was saved from a diverged run");
+  }
   for (auto& item : parameters) item.value().copy_(tensors.at(item.key()));
 }
 

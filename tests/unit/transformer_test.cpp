@@ -8,6 +8,8 @@
 
 #include <sys/wait.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -372,6 +374,32 @@ TEST(Transformer, HuggingFaceParameterNames) {
   EXPECT_TRUE(qwen2_set.count("model.layers.0.self_attn.q_proj.bias"));
   EXPECT_FALSE(qwen2_set.count("model.layers.0.self_attn.o_proj.bias"));
   EXPECT_FALSE(qwen2_set.count("lm_head.weight"));  // tied
+}
+
+// A NaN or infinity in a checkpoint is reported when the model is loaded, naming the tensor,
+// not discovered later as NaN losses.
+TEST(Transformer, NonFiniteWeightsAreRefusedAtLoad) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("gopd_model_nonfinite_" + std::to_string(::getpid()));
+  for (const double bad : {std::nan(""), double(INFINITY), -double(INFINITY)}) {
+    Transformer model = random_model(qwen3_config(), 12);
+    {
+      torch::NoGradGuard no_grad;
+      model->named_parameters()["model.layers.1.mlp.down_proj.weight"].view(-1)[7] = bad;
+    }
+    save_model(model, dir.string());
+    try {
+      load_model(dir.string());
+      ADD_FAILURE() << "a checkpoint with " << bad << " loaded";
+    } catch (const gopd::core::Error& error) {
+      EXPECT_EQ(error.exit_code(), 2);
+      const std::string message = error.what();
+      EXPECT_NE(message.find("model.layers.1.mlp.down_proj.weight (1 of"), std::string::npos) << message;
+      EXPECT_NE(message.find("non-finite"), std::string::npos) << message;
+      EXPECT_NE(message.find(dir.string()), std::string::npos) << message;
+    }
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Transformer, SaveLoadRoundTripIsBitExact) {
