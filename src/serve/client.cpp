@@ -133,18 +133,13 @@ ServedModel CompletionsClient::served_model() {
   if (!list.contains("data") || !list["data"].is_array() || list["data"].empty()) {
     core::throw_bad_input(endpoint_.label + " (" + endpoint_.url + "): GET /v1/models lists no model");
   }
+  // The named model, or the only one; every listed name for the message otherwise.
   std::vector<std::string> names;
-  for (const json& card : list["data"]) {
-    if (card.is_object() && card.contains("id") && card["id"].is_string()) {
-      names.push_back(card["id"].get<std::string>());
-    }
-  }
   const json* chosen = nullptr;
   for (const json& card : list["data"]) {
-    const bool named = card.is_object() && card.contains("id") && card["id"].is_string();
-    if (!named) continue;
-    if (endpoint_.model.empty() ? list["data"].size() == 1
-                                : card["id"].get<std::string>() == endpoint_.model) {
+    if (!card.is_object() || !card.contains("id") || !card["id"].is_string()) continue;
+    names.push_back(card["id"].get<std::string>());
+    if (endpoint_.model.empty() ? list["data"].size() == 1 : names.back() == endpoint_.model) {
       chosen = &card;
     }
   }

@@ -55,7 +55,6 @@ struct Pending {
   int64_t max_tokens = 0;  // resolved
   int64_t cost = 0;        // rows × (prompt + new tokens)
   std::string key;         // requests with one key share an engine batch
-  Clock::time_point arrived = Clock::now();
   std::promise<std::pair<int, json>> response;
   bool joined = false;  // started while an engine batch was decoding (continuous batching)
 };
@@ -83,7 +82,6 @@ class Engine {
   const std::string& name() const { return name_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_.tokenizer; }
   int64_t context() const { return model_->config().max_position_embeddings; }
-  int64_t vocab_size() const { return model_->config().vocab_size; }
   int64_t tokenizer_size() const { return vocab_limit_; }
 
   // Queues a checked request; 503 when the queue is full.
