@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD_DIR ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test demo rlvr-demo bench gpu-bundle format clean
+.PHONY: all setup configure build test demo rlvr-demo bench fuzz gpu-bundle format clean
 
 all: build
 
@@ -29,6 +29,11 @@ rlvr-demo: setup build
 
 bench: setup build
 	@bash scripts/bench.sh $(BUILD_DIR)/bin/gopd
+
+# Builds the libFuzzer targets (clang, ASan + UBSan) and runs each for FUZZ_SECONDS (default 60);
+# FUZZ_ARGS passes more, e.g. FUZZ_ARGS="--runs 1000000 tokenizer". See scripts/fuzz.sh.
+fuzz:
+	@bash scripts/fuzz.sh $(FUZZ_ARGS)
 
 # Packs what scripts/gpu_check.sh runs on a GPU machine without network (.gpu_bundle/).
 gpu-bundle: setup build

@@ -29,6 +29,14 @@ packages=(
   python3-venv            # the project venv (pip's torch, the tests' references)
   clang-format
 )
+# `make fuzz` (scripts/fuzz.sh) also needs clang and its libFuzzer/sanitizer runtimes; it asks
+# for them with --fuzz and needs nothing from the venv.
+fuzz_only=0
+if [[ "${1:-}" == "--fuzz" ]]; then
+  packages=(build-essential cmake pkg-config libsentencepiece-dev libpcre2-dev libicu-dev
+            nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev clang libclang-rt-dev)
+  fuzz_only=1
+fi
 
 missing=()
 for package in "${packages[@]}"; do
@@ -63,6 +71,8 @@ else
     exit 1
   fi
 fi
+
+if [[ $fuzz_only -eq 1 ]]; then exit 0; fi
 
 # --- the project venv -----------------------------------------------------------------------
 venv=.venv
