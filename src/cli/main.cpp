@@ -3,7 +3,10 @@
 // the exit codes of DESIGN.md (0 success, 1 runtime failure, 2 bad usage/config/input).
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
 #include <iostream>
+#include <string>
+#include <system_error>
 
 #include "cli/commands.h"
 #include "gopd/core/error.h"
@@ -75,6 +78,44 @@ int run(int argc, char** argv) {
   return static_cast<int>(gopd::core::ExitCode::kBadInput);
 }
 
+// A path the user named that cannot be used (missing, not a directory, no permission, read-only)
+// is bad input (2); anything else the file system reports (disk full, I/O error) is a runtime
+// failure (1).
+gopd::core::ExitCode filesystem_error_code(const std::error_code& code) {
+  switch (static_cast<std::errc>(code.value())) {
+    case std::errc::no_such_file_or_directory:
+    case std::errc::not_a_directory:
+    case std::errc::is_a_directory:
+    case std::errc::permission_denied:
+    case std::errc::operation_not_permitted:
+    case std::errc::read_only_file_system:
+    case std::errc::file_exists:
+    case std::errc::filename_too_long:
+    case std::errc::directory_not_empty:
+      return gopd::core::ExitCode::kBadInput;
+    default:
+      return gopd::core::ExitCode::kRuntimeFailure;
+  }
+}
+
+// "<path>: cannot <operation>: <reason>" from libstdc++'s
+// "filesystem error: cannot <operation>: <reason> [<path>] [<path2>]".
+std::string describe_filesystem_error(const std::filesystem::filesystem_error& error) {
+  std::string operation = error.what();
+  const std::string prefix = "filesystem error: ";
+  if (operation.rfind(prefix, 0) == 0) operation.erase(0, prefix.size());
+  const std::string reason = error.code().message();
+  const size_t cut = operation.find(": " + reason);
+  if (cut != std::string::npos) operation.erase(cut);
+  std::string paths = error.path1().string();
+  if (!error.path2().empty()) paths += " -> " + error.path2().string();
+  std::string text = (paths.empty() ? "" : paths + ": ") + operation + ": " + reason;
+  if (filesystem_error_code(error.code()) == gopd::core::ExitCode::kBadInput) {
+    text += " (check the path and its permissions)";
+  }
+  return text;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -83,6 +124,11 @@ int main(int argc, char** argv) {
   } catch (const gopd::core::Error& error) {
     std::cerr << "error: " << error.what() << "\n";
     return error.exit_code();
+  } catch (const std::filesystem::filesystem_error& error) {
+    // A file operation the commands did not wrap themselves: say which path and why, in the
+    // user's terms, instead of the library's "filesystem error: …" text.
+    std::cerr << "error: " << describe_filesystem_error(error) << "\n";
+    return static_cast<int>(filesystem_error_code(error.code()));
   } catch (const std::exception& error) {
     std::cerr << "error: internal failure: " << error.what() << "\n";
     return static_cast<int>(gopd::core::ExitCode::kRuntimeFailure);

@@ -53,7 +53,7 @@ std::vector<int64_t> parse_ids(const std::string& text, const std::string& sourc
   nlohmann::json value;
   try {
     value = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error&) {
+  } catch (const nlohmann::json::exception&) {  // parse_error, or a number out of range
     core::throw_bad_input(source + ": expected a JSON array of token ids, found: " + text);
   }
   if (!value.is_array()) {

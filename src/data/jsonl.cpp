@@ -60,6 +60,9 @@ std::vector<JsonlLine> read_jsonl(const std::string& path) {
       // nlohmann's byte position is 1-based within the parsed text.
       throw_bad_input(source + ": malformed JSON at column " + std::to_string(error.byte) +
                       ": expected one JSON object per line");
+    } catch (const nlohmann::json::exception& error) {
+      // out_of_range: a number too large for a double ("1e999").
+      throw_bad_input(source + ": malformed JSON: " + error.what());
     }
     if (!value.is_object()) {
       throw_bad_input(source + ": expected a JSON object, got " + type_name(value));

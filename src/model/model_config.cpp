@@ -196,7 +196,8 @@ ModelConfig read_model_config(const std::string& directory) {
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(input);
-  } catch (const nlohmann::json::parse_error& error) {
+  } catch (const nlohmann::json::exception& error) {
+    // parse_error, and out_of_range for a number too large for a double (found by fuzzing).
     throw_bad_input(path + ": malformed JSON: " + error.what());
   }
   return model_config_from_json(json, path);

@@ -120,7 +120,13 @@ bool is_python_space(uint32_t code_point) {
 
 // Decodes the UTF-8 sequence of `length` bytes at `bytes` (input is valid UTF-8: it was
 // validated where it entered gopd; an invalid sequence just never counts as whitespace).
+int64_t sequence_length(unsigned char lead);
+
 uint32_t decode_code_point(const unsigned char* bytes, int64_t length) {
+  constexpr uint32_t kNotACodePoint = 0xFFFFFFFF;
+  // A stray continuation byte, or a lead byte whose sequence is cut short or overlong (found by
+  // fuzzing: a run of continuation bytes made the shift below undefined).
+  if (length != sequence_length(bytes[0]) || (length == 1 && bytes[0] >= 0x80)) return kNotACodePoint;
   if (length == 1) return bytes[0];
   uint32_t code_point = bytes[0] & (0xFF >> (length + 1));
   for (int64_t i = 1; i < length; ++i) code_point = (code_point << 6) | (bytes[i] & 0x3F);

@@ -47,6 +47,8 @@ nlohmann::json read_optional_json_object(const fs::path& path) {
   } catch (const nlohmann::json::parse_error& parse_error) {
     throw_bad_input(path.string() + ": malformed JSON at byte " + std::to_string(parse_error.byte) +
                     ": expected one JSON object");
+  } catch (const nlohmann::json::exception& error) {  // a number too large for a double
+    throw_bad_input(path.string() + ": malformed JSON: " + error.what());
   }
   if (!value.is_object()) throw_bad_input(path.string() + ": expected a JSON object");
   return value;
