@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "gopd/core/error.h"
 #include "gopd/core/progress.h"
 #include "gopd/data/jsonl.h"
 #include "gopd/reward/response_scoring.h"
@@ -38,6 +39,7 @@ Command add_reward_command(CLI::App& parent) {
 
   return {command, [options] {
             const std::vector<data::JsonlLine> lines = data::read_jsonl(options->input);
+            if (lines.empty()) core::throw_bad_input(options->input + ": no responses to score (the file has no JSON lines)");
             std::vector<nlohmann::json> values;
             std::vector<std::string> sources;
             for (const data::JsonlLine& line : lines) {

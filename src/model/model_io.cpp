@@ -86,7 +86,15 @@ void load_weights(Transformer& model, const std::map<std::string, torch::Tensor>
     }
   }
   if (!nonfinite.empty()) {
-    std::string message = source + ": non-finite weights (NaN or infinity) in " +
+    // Name the file that holds the first damaged tensor when `source` is a model directory.
+    std::string where = source;
+    std::error_code error;
+    if (std::filesystem::is_directory(source, error)) {
+      const std::string first = nonfinite.front().substr(0, nonfinite.front().find(" ("));
+      const CheckpointFiles files(source);
+      if (files.contains(first)) where = files.file_path(first);
+    }
+    std::string message = where + ": non-finite weights (NaN or infinity) in " +
                           std::to_string(nonfinite.size()) + " tensor(s): ";
     for (size_t i = 0; i < nonfinite.size() && i < 10; ++i) message += (i ? ", " : "") + nonfinite[i];
     if (nonfinite.size() > 10) message += ", ...";

@@ -203,16 +203,32 @@ std::string trained_weights_directory(const std::string& checkpoint_directory) {
 void restore_optimizer_and_rng(const std::string& checkpoint_directory,
                                torch::optim::Optimizer& optimizer) {
   const fs::path directory(checkpoint_directory);
+  // LibTorch's reader says what failed in its first sentence and then, for a damaged archive,
+  // calls it "an internal miniz error"; the user needs the file and what to do.
+  const auto refuse = [](const std::string& file, const c10::Error& error) {
+    std::string cause = error.what_without_backtrace();
+    const size_t sentence = cause.find(". ");
+    if (sentence != std::string::npos) cause.erase(sentence);
+    if (const size_t newline = cause.find('\n'); newline != std::string::npos) cause.erase(newline);
+    core::throw_bad_input(file + ": cannot restore this checkpoint's training state (" + cause +
+                          "); the file is damaged or from another model or optimizer setup: resume "
+                          "from an earlier checkpoint (--resume <checkpoint directory>)");
+  };
+  const std::string optimizer_path = (directory / kOptimizerFile).string();
   try {
-    torch::load(optimizer, (directory / kOptimizerFile).string());
+    torch::load(optimizer, optimizer_path);
+  } catch (const c10::Error& error) {
+    refuse(optimizer_path, error);
+  }
+  const std::string rng_path = (directory / kRngFile).string();
+  try {
     torch::Tensor rng_state;
-    torch::load(rng_state, (directory / kRngFile).string());
+    torch::load(rng_state, rng_path);
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
     generator.set_state(rng_state);
   } catch (const c10::Error& error) {
-    core::throw_bad_input(checkpoint_directory + ": cannot restore the optimizer/RNG state: " +
-                          error.what_without_backtrace());
+    refuse(rng_path, error);
   }
 }
 

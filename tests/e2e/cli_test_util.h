@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -11,6 +12,8 @@
 #include <map>
 #include <filesystem>
 #include <fstream>
+#include <chrono>
+#include <thread>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -42,6 +45,31 @@ inline int run_cli(const std::string& args, const std::filesystem::path& scratch
     *stderr_text = text.str();
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// `gopd ARGS` started in the background in a process group of its own, with `environment`
+// ("NAME=value …") set, its stdout/stderr to `log`.
+inline pid_t start(const std::string& environment, const std::string& args, const std::filesystem::path& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    const std::string command = std::string("cd '") + GOPD_SOURCE_DIR + "' && exec env " + environment + " '" +
+                                GOPD_BINARY + "' " + args + " > '" + log.string() + "' 2>&1";
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits up to `seconds` for `pid`; its exit code, −1 for a signal, −2 if it is still running.
+inline int wait_for(pid_t pid, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -2;
 }
 
 // `gopd init-model` arguments of the e2e tests' tiny qwen3 model (hidden 32, 2 layers, 4 heads,

@@ -259,30 +259,6 @@ TEST_F(DistCli, ResumesAcrossWorldSizesAndZeroShardsTheSameUpdate) {
             0.6 * plain_lines[0]["perf/optimizer_state_mb"].get<double>());
 }
 
-// A process started in the background with `environment` set, its stdout/stderr to `log`.
-pid_t start(const std::string& environment, const std::string& args, const fs::path& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    setpgid(0, 0);
-    const std::string command = std::string("cd '") + GOPD_SOURCE_DIR + "' && exec env " + environment + " '" +
-                                GOPD_BINARY + "' " + args + " > '" + log.string() + "' 2>&1";
-    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  return pid;
-}
-
-// Waits up to `seconds` for `pid`; its exit code, −1 for a signal, −2 if it is still running.
-int wait_for(pid_t pid, double seconds) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return -2;
-}
-
 // The children of `parent` (from /proc).
 std::vector<pid_t> children_of(pid_t parent) {
   std::vector<pid_t> found;
@@ -302,6 +278,9 @@ std::vector<pid_t> children_of(pid_t parent) {
   }
   return found;
 }
+
+using gopd::test::start;
+using gopd::test::wait_for;
 
 bool alive(pid_t pid) { return kill(pid, 0) == 0 && fs::exists("/proc/" + std::to_string(pid)); }
 

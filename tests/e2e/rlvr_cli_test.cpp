@@ -10,6 +10,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <thread>
+#include <csignal>
 
 #include <nlohmann/json.hpp>
 
@@ -160,6 +163,67 @@ TEST_F(RlvrCli, LensDumpIsTrimmedOnResumeLikeTheMetrics) {
   EXPECT_EQ(read_jsonl(killed / "lens_dump.jsonl"), straight_dump);
   EXPECT_EQ(read_jsonl(killed / "metrics.jsonl").size(),
             read_jsonl(straight / "metrics.jsonl").size());
+}
+
+// Every line of a JSONL log but the last is whole JSON; the last may be cut off only if the
+// file does not end with a newline (a write killed midway). Returns the number of whole lines.
+size_t expect_whole_lines_but_the_last(const fs::path& path) {
+  const std::string text = gopd::test::read_file(path);
+  size_t whole = 0;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = text.find('\n', start);
+    const std::string line = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    const bool last = end == std::string::npos;
+    if (nlohmann::json::accept(line)) {
+      ++whole;
+    } else {
+      EXPECT_TRUE(last) << path << ": a broken line that is not the last: " << line;
+    }
+    if (last) break;
+    start = end + 1;
+  }
+  return whole;
+}
+
+// kill -9 of a LENS run at random moments (while it rolls out, trains, appends its logs or saves
+// a checkpoint), each followed by `--resume auto`: metrics.jsonl and lens_dump.jsonl never hold
+// more than a cut-off last line, and the resumed run repairs both, ending with the straight
+// run's dump and one metrics line per step.
+TEST_F(RlvrCli, LensLogsSurviveKillNineAndResumeRepairsThem) {
+  const std::string config =
+      "--threads 1 train '" + (kDir / "grpo.yaml").string() +
+      "' --set algorithm=lens --set lens.score=reference --set reference.path=" + (kDir / "other").string() +
+      " --set lens.gamma=0.1 --set lens.dump_every=1 --set train.save_every=1 --set train.max_steps=8 "
+      "--set train.keep_last=2 ";
+  std::string err;
+  ASSERT_EQ(run(config + "--set run.name=kill9-straight", &err), 0) << err;
+  const auto straight_dump = read_jsonl(kDir / "runs/kill9-straight/lens_dump.jsonl");
+  ASSERT_GE(straight_dump.size(), 4u) << "the fixture must dump at several steps";
+  const fs::path killed = kDir / "runs/kill9";
+  std::mt19937 random(20261207);
+  std::uniform_int_distribution<int> delay_ms(0, 400);
+  int kills = 0;
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    const pid_t job = gopd::test::start("", config + "--set run.name=kill9 --resume auto", kDir / "kill9.log");
+    // Wait for one more step than the checkpoints hold, then a random moment more.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline &&
+           expect_whole_lines_but_the_last(killed / "metrics.jsonl") < size_t(attempt + 1)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));
+    kill(-job, SIGKILL);
+    if (gopd::test::wait_for(job, 30) == -1) ++kills;
+    expect_whole_lines_but_the_last(killed / "metrics.jsonl");
+    expect_whole_lines_but_the_last(killed / "lens_dump.jsonl");
+  }
+  EXPECT_GE(kills, 4) << "most attempts must be killed before the run ends";
+  ASSERT_EQ(run(config + "--set run.name=kill9 --resume auto", &err), 0) << err;
+  EXPECT_EQ(read_jsonl(killed / "lens_dump.jsonl"), straight_dump);
+  const auto lines = read_jsonl(killed / "metrics.jsonl");
+  ASSERT_EQ(lines.size(), 8u);
+  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["step"], int64_t(i) + 1);
 }
 
 TEST_F(RlvrCli, LensWithTheInitialPolicyPurifiesNothingBeforeThePolicyMoves) {
