@@ -130,6 +130,11 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << describe_filesystem_error(error) << "\n";
     return static_cast<int>(filesystem_error_code(error.code()));
   } catch (const std::exception& error) {
+    const std::string torch_message = gopd::core::describe_torch_error(error);
+    if (!torch_message.empty()) {
+      std::cerr << "error: " << torch_message << "\n";
+      return static_cast<int>(gopd::core::ExitCode::kRuntimeFailure);
+    }
     std::cerr << "error: internal failure: " << error.what() << "\n";
     return static_cast<int>(gopd::core::ExitCode::kRuntimeFailure);
   }

@@ -81,6 +81,19 @@ void reset_peak_gpu_memory(const std::string& device) {
   (void)device;
 }
 
+std::string describe_torch_error(const std::exception& error) {
+  const auto* torch_error = dynamic_cast<const c10::Error*>(&error);
+  if (torch_error == nullptr) return "";
+  std::string cause = torch_error->what_without_backtrace();
+  if (const size_t newline = cause.find('\n'); newline != std::string::npos) cause.erase(newline);
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&error) != nullptr) {
+    return "out of memory: " + cause +
+           "; lower optim.micro_batch_size, rollout.batch_prompts or rollout.max_new_tokens, or set "
+           "train.activation_checkpointing: true";
+  }
+  return "internal failure in LibTorch: " + cause;
+}
+
 std::string build_and_device_report() {
   std::ostringstream out;
   const auto& hooks = at::detail::getCUDAHooks();

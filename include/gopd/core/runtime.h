@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <string>
 
 namespace gopd::core {
@@ -28,6 +29,12 @@ std::string resolve_device(const std::string& name, const std::string& key);
 // reset; 0 for the CPU or without CUDA.
 int64_t peak_gpu_memory_bytes(const std::string& device);
 void reset_peak_gpu_memory(const std::string& device);
+
+// The one-line message `main` prints for an exception that escaped from LibTorch, or "" if
+// `error` is not one: out of memory becomes what to lower (exit 1, the machine's limit); any
+// other c10::Error is an internal failure, reported by its first line without the C++
+// backtrace LibTorch appends.
+std::string describe_torch_error(const std::exception& error);
 
 // What `gopd --version` reports about the build and the machine, one fact per line:
 // the LibTorch version and whether it has CUDA (and which CUDA runtime), whether gopd's CUDA
