@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "cli/commands.h"
+#include "gopd/core/atomic_file.h"
 #include "gopd/core/error.h"
 #include "gopd/core/logging.h"
 #include "gopd/core/runtime.h"
@@ -78,26 +79,6 @@ int run(int argc, char** argv) {
   return static_cast<int>(gopd::core::ExitCode::kBadInput);
 }
 
-// A path the user named that cannot be used (missing, not a directory, no permission, read-only)
-// is bad input (2); anything else the file system reports (disk full, I/O error) is a runtime
-// failure (1).
-gopd::core::ExitCode filesystem_error_code(const std::error_code& code) {
-  switch (static_cast<std::errc>(code.value())) {
-    case std::errc::no_such_file_or_directory:
-    case std::errc::not_a_directory:
-    case std::errc::is_a_directory:
-    case std::errc::permission_denied:
-    case std::errc::operation_not_permitted:
-    case std::errc::read_only_file_system:
-    case std::errc::file_exists:
-    case std::errc::filename_too_long:
-    case std::errc::directory_not_empty:
-      return gopd::core::ExitCode::kBadInput;
-    default:
-      return gopd::core::ExitCode::kRuntimeFailure;
-  }
-}
-
 // "<path>: cannot <operation>: <reason>" from libstdc++'s
 // "filesystem error: cannot <operation>: <reason> [<path>] [<path2>]".
 std::string describe_filesystem_error(const std::filesystem::filesystem_error& error) {
@@ -110,7 +91,7 @@ std::string describe_filesystem_error(const std::filesystem::filesystem_error& e
   std::string paths = error.path1().string();
   if (!error.path2().empty()) paths += " -> " + error.path2().string();
   std::string text = (paths.empty() ? "" : paths + ": ") + operation + ": " + reason;
-  if (filesystem_error_code(error.code()) == gopd::core::ExitCode::kBadInput) {
+  if (gopd::core::is_path_error(error.code())) {
     text += " (check the path and its permissions)";
   }
   return text;
@@ -128,7 +109,8 @@ int main(int argc, char** argv) {
     // A file operation the commands did not wrap themselves: say which path and why, in the
     // user's terms, instead of the library's "filesystem error: …" text.
     std::cerr << "error: " << describe_filesystem_error(error) << "\n";
-    return static_cast<int>(filesystem_error_code(error.code()));
+    return static_cast<int>(gopd::core::is_path_error(error.code()) ? gopd::core::ExitCode::kBadInput
+                                                                    : gopd::core::ExitCode::kRuntimeFailure);
   } catch (const std::exception& error) {
     const std::string torch_message = gopd::core::describe_torch_error(error);
     if (!torch_message.empty()) {

@@ -16,14 +16,7 @@ namespace gopd::core {
 
 AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
   const std::filesystem::path target(path_);
-  if (target.has_parent_path()) {
-    std::error_code error;
-    std::filesystem::create_directories(target.parent_path(), error);
-    if (error) {
-      throw_runtime_failure(path_ + ": cannot create directory " + target.parent_path().string() +
-                            ": " + error.message());
-    }
-  }
+  if (target.has_parent_path()) create_directories_for(target.parent_path().string(), path_);
   // The pid keeps two processes writing the same target from sharing a temporary.
   temp_path_ = path_ + ".tmp." + std::to_string(::getpid());
   stream_.open(temp_path_, std::ios::binary | std::ios::trunc);
@@ -79,6 +72,31 @@ void sync_tree(const std::string& path) {
 }
 
 void sync_directory(const std::string& path) { sync_path(path, true); }
+
+bool is_path_error(const std::error_code& error) {
+  switch (static_cast<std::errc>(error.value())) {
+    case std::errc::no_such_file_or_directory:
+    case std::errc::not_a_directory:
+    case std::errc::is_a_directory:
+    case std::errc::permission_denied:
+    case std::errc::operation_not_permitted:
+    case std::errc::read_only_file_system:
+    case std::errc::file_exists:
+    case std::errc::filename_too_long:
+      return error.category() == std::generic_category() || error.category() == std::system_category();
+    default:
+      return false;
+  }
+}
+
+void create_directories_for(const std::string& directory, const std::string& path) {
+  std::error_code error;
+  std::filesystem::create_directories(directory, error);
+  if (!error) return;
+  const std::string message = path + ": cannot create directory " + directory + ": " + error.message();
+  if (is_path_error(error)) throw_bad_input(message + " (check the path and its permissions)");
+  throw_runtime_failure(message);
+}
 
 void write_file_atomically(const std::string& path, const std::string& content) {
   AtomicFileWriter writer(path);

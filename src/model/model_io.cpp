@@ -127,8 +127,9 @@ void save_model(Transformer& model, const std::string& directory,
     core::throw_bad_input(target.string() + ": exists and is not a directory");
   }
   const fs::path temporary = target.string() + ".tmp." + std::to_string(::getpid());
-  fs::remove_all(temporary);
-  fs::create_directories(temporary);
+  std::error_code ignored;
+  fs::remove_all(temporary, ignored);
+  core::create_directories_for(temporary.string(), target.string());
   try {
     std::vector<std::pair<std::string, torch::Tensor>> tensors;
     torch::Dtype dtype = torch::kFloat;

@@ -347,11 +347,7 @@ void train_tokenizer(const TrainTokenizerOptions& options) {
   if (!special_tokens.empty()) special_tokens_map["additional_special_tokens"] = special_tokens;
 
   if (!out.parent_path().empty()) {
-    fs::create_directories(out.parent_path(), error);
-    if (error) {
-      core::throw_runtime_failure(out.parent_path().string() +
-                                  ": cannot create directory: " + error.message());
-    }
+    core::create_directories_for(out.parent_path().string(), out.string());
   }
   TemporaryDirectory staged(out.parent_path() /
                             ("." + out.filename().string() + ".tmp." + std::to_string(::getpid())));

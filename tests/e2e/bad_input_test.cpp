@@ -114,6 +114,7 @@ class BadInput : public ::testing::Test {
     }
 
     write_text(kDir / "empty.jsonl", "");
+    write_text(kDir / "a_file", "not a directory\n");
     write_text(kDir / "bad_middle.jsonl",
                "{\"prompt\": \"1+1=\", \"answer\": \"2\", \"response\": \"2\"}\n"
                "{\"prompt\": \"2+2=\", \"answer\": \"4\", \"response\": \"4\"}\n"
@@ -176,6 +177,8 @@ const std::vector<Case>& cases() {
       // data
       {"data: unknown task", "data --task riddles --n 4 --out {d}/out/data.jsonl", {"--task", "riddles"},
        {"{d}/out"}},
+      {"data: output under a file", "data --task arith --n 4 --out {d}/a_file/data.jsonl",
+       {"{d}/a_file/data.jsonl", "Not a directory"}, {}},
       // reward
       {"reward: missing input", "reward --type math --input {d}/nope.jsonl --output {d}/out/r.jsonl",
        {"{d}/nope.jsonl"}, {"{d}/out"}},
@@ -202,6 +205,11 @@ const std::vector<Case>& cases() {
       // init-model
       {"init-model: missing tokenizer", gopd::test::tiny_model_args("{d}/nope", "{d}/out/model", 1),
        {"{d}/nope"}, {"{d}/out"}},
+      {"init-model: output under a file", gopd::test::tiny_model_args("{d}/tok", "{d}/a_file/model", 1),
+       {"{d}/a_file/model", "Not a directory"}, {}},
+      {"tokenizer train: output under a file",
+       "tokenizer train --input {d}/train.jsonl --vocab-size 400 --out {d}/a_file/tok",
+       {"{d}/a_file/tok", "Not a directory"}, {}},
       // generate, logprobs, eval
       {"generate: missing model", "generate --model {d}/nope --prompt hi", {"{d}/nope"}, {}},
       {"generate: no config.json", "generate --model {d}/m_no_config --prompt hi",

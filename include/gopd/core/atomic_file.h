@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <string>
+#include <system_error>
 
 namespace gopd::core {
 
@@ -30,6 +31,15 @@ class AtomicFileWriter {
 
 // Convenience: the whole content at once.
 void write_file_atomically(const std::string& path, const std::string& content);
+
+// True for the file-system errors that mean a path the user gave cannot be used as it is
+// (missing, not a directory, no permission, read-only, exists): bad input (exit 2). Others
+// (disk full, I/O error) are runtime failures (exit 1).
+bool is_path_error(const std::error_code& error);
+
+// create_directories(`directory`) for writing `path` (named first in the message); Error with
+// exit 2 for a path error, 1 otherwise.
+void create_directories_for(const std::string& directory, const std::string& path);
 
 // fsync of every file and folder under `path` (and `path` itself), so that a rename that
 // publishes them comes after their data is on disk. Failure: Error (exit 1) naming the file.
