@@ -34,11 +34,18 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-bash scripts/setup.sh --fuzz
+positive='^[1-9][0-9]*$'
+if [[ ! $seconds =~ $positive ]] || [[ -n $runs && ! $runs =~ $positive ]]; then
+  echo "fuzz: --seconds and --runs take a positive integer" >&2
+  exit 2
+fi
+
+# Everything but the JSON lines goes to stderr, so that stdout can be collected as results.
+bash scripts/setup.sh --fuzz >&2
 
 build=${FUZZ_BUILD_DIR:-build/fuzz}
 CXX=clang++ cmake -S tests/fuzz -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
-cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)"
+cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" >&2
 
 known=()
 for source in tests/fuzz/*_fuzz.cpp; do
@@ -58,11 +65,12 @@ for target in "${targets[@]}"; do
   work="$build/corpus/$target"
   artifacts="$build/artifacts/$target"
   log="$build/logs/$target.log"
+  rm -rf "$artifacts"  # a stale crash file must not be reported for this run
   mkdir -p "$work" "$artifacts" "$(dirname "$log")"
   seeds=(tests/fuzz/corpus/"$target")
   budget=(-max_total_time="$seconds")
   if [[ -n "$runs" ]]; then budget=(-runs="$runs"); fi
-  echo "fuzz: $target (${runs:+$runs runs}${runs:-$seconds s}); log $log" >&2
+  echo "fuzz: $target ($([[ -n $runs ]] && echo "$runs runs" || echo "$seconds s")); log $log" >&2
   status=0
   "$build/${target}_fuzz" "$work" "${seeds[@]}" "${budget[@]}" -timeout=25 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" > "$log" 2>&1 || status=$?
@@ -86,7 +94,11 @@ for target in "${targets[@]}"; do
     grep -m5 -E 'ERROR: |fuzz invariant|runtime error|SUMMARY' "$log" >&2 || true
     [[ -n "$crash" ]] && echo "fuzz: keep it fixed: cp $artifacts/$crash tests/fuzz/corpus/$target/regression-<what>" >&2
   elif [[ $merge -eq 1 ]]; then
-    "$build/${target}_fuzz" -merge=1 tests/fuzz/corpus/"$target" "$work" > "$build/logs/$target.merge.log" 2>&1
+    if ! "$build/${target}_fuzz" -merge=1 -artifact_prefix="$artifacts/" tests/fuzz/corpus/"$target" "$work" \
+        > "$build/logs/$target.merge.log" 2>&1; then
+      echo "fuzz: $target: merging into tests/fuzz/corpus/$target failed; see $build/logs/$target.merge.log" >&2
+      failed=1
+    fi
   fi
 done
 exit $failed

@@ -68,6 +68,7 @@ Command add_eval_command(CLI::App& parent) {
         if (out.empty()) {
           out = "runs/eval-" + std::filesystem::path(options->model).filename().string();
         }
+        core::check_directory_can_be_created(out, out);  // before the work, not after it
         LoadedModel loaded = load_model_with_tokenizer(options->model);
         std::vector<SampleRecord> samples;
         std::vector<reward::RewardJob> jobs;
@@ -113,7 +114,7 @@ Command add_eval_command(CLI::App& parent) {
                                   {"truncation_rate", truncated / count}};
         for (const auto& [k, value] : accuracy.pass_at)
           summary["pass@" + std::to_string(k)] = value;
-        std::filesystem::create_directories(out);
+        core::create_directories_for(out, out);
         data::write_jsonl(out + "/samples.jsonl", lines);
         core::write_file_atomically(out + "/summary.json", summary.dump(2) + "\n");
         std::cout << summary.dump() << "\n";

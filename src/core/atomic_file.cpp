@@ -19,8 +19,15 @@ AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
   if (target.has_parent_path()) create_directories_for(target.parent_path().string(), path_);
   // The pid keeps two processes writing the same target from sharing a temporary.
   temp_path_ = path_ + ".tmp." + std::to_string(::getpid());
+  errno = 0;
   stream_.open(temp_path_, std::ios::binary | std::ios::trunc);
-  if (!stream_) throw_runtime_failure(path_ + ": cannot open " + temp_path_ + " for writing");
+  if (!stream_) {
+    const std::error_code error(errno, std::generic_category());
+    const std::string message = path_ + ": cannot open " + temp_path_ + " for writing" +
+                                (errno != 0 ? ": " + error.message() : std::string());
+    if (is_path_error(error)) throw_bad_input(message + " (check the path and its permissions)");
+    throw_runtime_failure(message);
+  }
 }
 
 AtomicFileWriter::~AtomicFileWriter() {
@@ -86,6 +93,24 @@ bool is_path_error(const std::error_code& error) {
       return error.category() == std::generic_category() || error.category() == std::system_category();
     default:
       return false;
+  }
+}
+
+void check_directory_can_be_created(const std::string& directory, const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path existing = fs::absolute(directory).lexically_normal();
+  std::error_code error;
+  while (!fs::exists(existing, error) && existing.has_parent_path() && existing != existing.parent_path()) {
+    existing = existing.parent_path();
+  }
+  if (!fs::is_directory(existing, error)) {
+    throw_bad_input(path + ": cannot create directory " + directory + ": " + existing.string() +
+                    " is not a directory");
+  }
+  if (::access(existing.c_str(), W_OK | X_OK) != 0) {
+    throw_bad_input(path + ": cannot create directory " + directory + ": " + existing.string() +
+                    ": " + std::error_code(errno, std::generic_category()).message() +
+                    " (check the path and its permissions)");
   }
 }
 

@@ -20,9 +20,7 @@ RunDirectory prepare_run(const Config& config, bool write) {
   run.log_path = run.path + "/log.txt";
   run.metrics_path = run.path + "/metrics.jsonl";
   if (write) {
-    std::error_code error;
-    std::filesystem::create_directories(run.path, error);
-    if (error) throw_runtime_failure(run.path + ": cannot create run directory: " + error.message());
+    create_directories_for(run.path, run.path);
     write_file_atomically(run.config_path, config_to_yaml(config));
     add_log_file(run.log_path);
   }

@@ -88,8 +88,9 @@ std::string describe_torch_error(const std::exception& error) {
   if (const size_t newline = cause.find('\n'); newline != std::string::npos) cause.erase(newline);
   if (dynamic_cast<const c10::OutOfMemoryError*>(&error) != nullptr) {
     return "out of memory: " + cause +
-           "; lower optim.micro_batch_size, rollout.batch_prompts or rollout.max_new_tokens, or set "
-           "train.activation_checkpointing: true";
+           "; use smaller batches (training: optim.micro_batch_size, rollout.batch_prompts, "
+           "rollout.max_new_tokens, or train.activation_checkpointing: true; gopd serve: "
+           "--max-batch-tokens)";
   }
   return "internal failure in LibTorch: " + cause;
 }

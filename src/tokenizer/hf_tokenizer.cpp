@@ -244,6 +244,8 @@ std::unique_ptr<Tokenizer> parse_hf_tokenizer(const std::string& json_text,
     root = hf::read_tokenizer_json(json_text, source, &tables);
   } catch (const Json::parse_error& error) {
     core::throw_bad_input(source_name + ": malformed JSON: " + error.what());
+  } catch (const Json::exception& error) {  // out_of_range: a number too large for a double
+    core::throw_bad_input(source_name + ": malformed JSON: " + error.what());
   }
   try {
     return std::make_unique<HfTokenizer>(root, &tables, source, options);

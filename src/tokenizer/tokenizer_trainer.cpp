@@ -222,9 +222,10 @@ class TemporaryDirectory {
   explicit TemporaryDirectory(fs::path path) : path_(std::move(path)) {
     std::error_code error;
     fs::remove_all(path_, error);
-    if (!fs::create_directories(path_, error)) {
-      core::throw_runtime_failure(path_.string() + ": cannot create directory: " + error.message());
+    if (error && error != std::errc::not_a_directory && error != std::errc::no_such_file_or_directory) {
+      core::throw_runtime_failure(path_.string() + ": cannot remove a stale temporary: " + error.message());
     }
+    core::create_directories_for(path_.string(), path_.string());
   }
   ~TemporaryDirectory() {
     if (!released_) {

@@ -174,18 +174,32 @@ CheckpointState read_checkpoint_state(const std::string& checkpoint_directory) {
                           std::string(kStateFile) + ")");
   }
   CheckpointState state;
+  nlohmann::json json;
   try {
-    const nlohmann::json json = nlohmann::json::parse(in);
-    state.step = json.at("step").get<int64_t>();
-    state.epoch = json.at("epoch").get<int64_t>();
-    state.cursor = json.at("cursor").get<int64_t>();
-    state.optimizer_steps = json.at("optimizer_steps").get<int64_t>();
-    state.skipped_steps = json.at("skipped_steps").get<int64_t>();
-    state.nonfinite_in_a_row = json.at("nonfinite_in_a_row").get<int64_t>();
-    state.algorithm = json.at("algorithm").get<std::string>();
+    json = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& error) {
     core::throw_bad_input(path + ": malformed checkpoint state: " + error.what());
   }
+  if (!json.is_object()) core::throw_bad_input(path + ": malformed checkpoint state: expected a JSON object");
+  const auto integer = [&](const char* key) {
+    const auto found = json.find(key);
+    if (found == json.end() || !found->is_number_integer()) {
+      core::throw_bad_input(path + ": \"" + key + "\": expected an integer, found " +
+                            (found == json.end() ? std::string("nothing") : found->dump()));
+    }
+    return found->get<int64_t>();
+  };
+  state.step = integer("step");
+  state.epoch = integer("epoch");
+  state.cursor = integer("cursor");
+  state.optimizer_steps = integer("optimizer_steps");
+  state.skipped_steps = integer("skipped_steps");
+  state.nonfinite_in_a_row = integer("nonfinite_in_a_row");
+  const auto algorithm = json.find("algorithm");
+  if (algorithm == json.end() || !algorithm->is_string()) {
+    core::throw_bad_input(path + ": \"algorithm\": expected a string");
+  }
+  state.algorithm = algorithm->get<std::string>();
   if (state.step < 0 || state.cursor < 0) core::throw_bad_input(path + ": negative step or cursor");
   for (const char* file : {kOptimizerFile, kRngFile}) {
     if (!fs::exists(fs::path(checkpoint_directory) / file)) {

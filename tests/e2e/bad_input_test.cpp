@@ -243,7 +243,12 @@ const std::vector<Case>& cases() {
        {"m_truncated/model.safetensors"}, {"{d}/out"}},
       // train
       {"train: missing config", "train {d}/nope.yaml", {"{d}/nope.yaml"}, {}},
-      {"train: wrong type", "train {d}/wrong_type.yaml", {"optim.lr"}, {"{d}/runs/wrong_type"}},
+      {"train: wrong type", "train {d}/wrong_type.yaml", {"{d}/wrong_type.yaml", "optim.lr"},
+       {"{d}/runs/wrong_type"}},
+      {"train: run directory under a file", "train {d}/ok.yaml --set run.output_dir={d}/a_file/runs",
+       {"{d}/a_file/runs/ok", "Not a directory"}, {}},
+      {"eval: output under a file", "eval --model {d}/m --data {d}/train.jsonl --out {d}/a_file/eval",
+       {"{d}/a_file/eval", "not a directory"}, {}},
       {"train: truncated student", "train {d}/truncated_model.yaml", {"m_truncated/model.safetensors"},
        {"{d}/runs/truncated_model"}},
       {"train: NaN student", "train {d}/nan_model.yaml", {"m_nan/model.safetensors", "non-finite"},
@@ -257,7 +262,7 @@ const std::vector<Case>& cases() {
       {"train --resume: corrupt optimizer state", "train {d}/ckpt_optimizer.yaml --resume auto",
        {"ckpt_optimizer/checkpoints/step_1/optimizer.pt"}, {"{d}/runs/ckpt_optimizer/checkpoints/step_2"}},
       {"train --resume: wrong type in trainer state", "train {d}/ckpt_state.yaml --resume auto",
-       {"ckpt_state/checkpoints/step_1/trainer_state.json", "step"},
+       {"ckpt_state/checkpoints/step_1/trainer_state.json", "\"step\": expected an integer"},
        {"{d}/runs/ckpt_state/checkpoints/step_2"}},
       {"train --resume: NaN in checkpoint", "train {d}/ckpt_nan.yaml --resume auto",
        {"ckpt_nan/checkpoints/step_1/model.safetensors", "non-finite"},
@@ -265,6 +270,7 @@ const std::vector<Case>& cases() {
       {"train --resume: not a run directory", "train {d}/ok.yaml --resume {d}/m", {"{d}/m"}, {}},
       // serve, bench, launch
       {"serve: truncated weights", "serve --model {d}/m_truncated --port 0", {"m_truncated/model.safetensors"}, {}},
+      {"launch: no ranks", "launch --nproc 0 -- train {d}/ok.yaml", {"--nproc"}, {}},
       {"bench: unknown dtype", "bench kernels --dtype float7", {"--dtype", "float7"}, {}},
   };
   return table;

@@ -206,6 +206,7 @@ TEST_F(RlvrCli, LensLogsSurviveKillNineAndResumeRepairsThem) {
   int kills = 0;
   for (int attempt = 0; attempt < 6; ++attempt) {
     const pid_t job = gopd::test::start("", config + "--set run.name=kill9 --resume auto", kDir / "kill9.log");
+    ASSERT_GT(job, 0) << "fork failed";
     // Wait until the run has logged a few more steps, then a random moment more.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline &&
@@ -214,7 +215,9 @@ TEST_F(RlvrCli, LensLogsSurviveKillNineAndResumeRepairsThem) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));
     kill(-job, SIGKILL);
-    if (gopd::test::wait_for(job, 30) == -1) ++kills;
+    const int code = gopd::test::wait_for(job, 30);
+    ASSERT_NE(code, -2) << "the killed job is still running";
+    if (code == -1) ++kills;
     expect_whole_lines_but_the_last(killed / "metrics.jsonl");
     expect_whole_lines_but_the_last(killed / "lens_dump.jsonl");
   }

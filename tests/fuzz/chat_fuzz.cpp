@@ -1,7 +1,8 @@
 // Fuzz target: chat rendering of fuzzed conversations in every chat format, and chat-format
 // detection on fuzzed chat_template text. Input: byte 0 picks the format and the flags, then
-// messages separated by NUL, each "<role byte><content>": the role byte picks system, user,
-// assistant, tool or (for chatml/llama3, which accept any role) the next message's text.
+// messages separated by NUL, each "<role byte><content>": a role byte below 0xF0 picks system,
+// user, assistant or tool; 0xF0 + n makes the first n bytes of the content the role (a custom
+// role, which chatml and llama3 accept and qwen3 refuses).
 #include "fuzz_util.h"
 #include "gopd/tokenizer/chat_format.h"
 
@@ -35,8 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         rendered = tok::render_chat(messages, format, add_generation_prompt, enable_thinking);
       })) {
     for (const auto& message : messages) {
-      // Every message's text (stripped by llama3, trimmed of reasoning by qwen3) survives in
-      // some form; at least the rendering is never shorter than nothing was given.
+      // ChatML copies every message's content verbatim (llama3 strips it, qwen3 drops old
+      // reasoning, so only chatml has an exact containment property).
       if (format == "chatml" && rendered.find(message.content) == std::string::npos) {
         gopd::fuzz::fail("chatml dropped a message's content");
       }

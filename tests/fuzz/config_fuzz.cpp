@@ -13,8 +13,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string source = "fuzz.yaml";
   core::Config config;
   // An override's error names the override ("--set key=value: …") rather than the file.
-  if (!gopd::fuzz::accepts({source, "--set "},
-                           [&] { config = core::load_config_text(yaml, source, overrides); })) {
+  std::vector<std::string> named = {source};
+  for (const auto& override_text : overrides) named.push_back("--set " + override_text);
+  if (!gopd::fuzz::accepts(named, [&] { config = core::load_config_text(yaml, source, overrides); })) {
     return 0;
   }
   const std::string printed = core::config_to_yaml(config);

@@ -2,6 +2,7 @@
 // data section) on arbitrary bytes, and the writer on whatever the reader accepted: the file
 // it writes must read back as the same tensors.
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "fuzz_util.h"
@@ -41,7 +42,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!gopd::fuzz::accepts(path, [&] { model::write_safetensors(path, views, metadata); })) {
     return 0;  // names the writer refuses (e.g. "__metadata__"-like) are reported, not written
   }
-  model::SafetensorsFile reread(path);
+  std::unique_ptr<model::SafetensorsFile> file;
+  if (!gopd::fuzz::accepts(path, [&] { file = std::make_unique<model::SafetensorsFile>(path); })) {
+    gopd::fuzz::fail("the writer wrote a file the reader refuses");
+  }
+  const model::SafetensorsFile& reread = *file;
+  auto expected_metadata = header.metadata;
+  expected_metadata.emplace("format", "pt");  // the writer adds it when missing
+  if (reread.header().metadata != expected_metadata) gopd::fuzz::fail("round trip changed the metadata");
   const auto& again = reread.header().tensors;
   if (again.size() != header.tensors.size()) gopd::fuzz::fail("round trip changed the tensor count");
   for (const auto& tensor : header.tensors) {

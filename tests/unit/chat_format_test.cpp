@@ -148,6 +148,11 @@ TEST(ChatFormat, ChatmlLlama3AndNoneExactStrings) {
   EXPECT_EQ(render_chat({}, "llama3", true), "<|start_header_id|>assistant<|end_header_id|>\n\n");
   EXPECT_EQ(render_chat(chat, "none", true), " S \n\nhi");
   EXPECT_EQ(render_chat({{"user", "What is 2+3?"}}, "none", true, false), "What is 2+3?");
+  // A run of stray continuation bytes at the edges is not whitespace and is kept (found by
+  // fuzzing: the trim's decoder shifted by 32 on it).
+  const std::string stray(40, '\x8c');
+  EXPECT_EQ(render_chat({{"user", stray}}, "llama3", false),
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n" + stray + "<|eot_id|>");
   // chatml and llama3 render any role verbatim, as their templates do.
   EXPECT_EQ(render_chat({{"ipython", "x"}}, "chatml", false), "<|im_start|>ipython\nx<|im_end|>\n");
 }

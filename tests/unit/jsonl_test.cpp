@@ -84,6 +84,10 @@ TEST_F(JsonlTest, BadLinesNameFileAndLine) {
   EXPECT_EQ(dataset_error("{\"prompt\": \"a\", \"tests\": \"x\"}\n"),
             "d.jsonl:1: field \"tests\": expected an object or an array, got a string");
   EXPECT_EQ(dataset_error("\n\n"), "d.jsonl: dataset has no records");
+  // A number beyond a double's range (nlohmann throws out_of_range, not parse_error; found by
+  // fuzzing).
+  EXPECT_EQ(dataset_error("{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"answer\": 1e999}\n").substr(0, 28),
+            "d.jsonl:2: malformed JSON: [");
   EXPECT_EQ(dataset_error("{\"prompt\": \"a\"}\n{\"prompt\": \"caf\xC3\"}\n"),
             "d.jsonl:2: invalid UTF-8 at byte 16 of the line");
 }

@@ -41,6 +41,10 @@ bool is_path_error(const std::error_code& error);
 // exit 2 for a path error, 1 otherwise.
 void create_directories_for(const std::string& directory, const std::string& path);
 
+// The same check without creating anything, for commands that write only after long work:
+// the nearest existing ancestor of `directory` must be a writable directory (exit 2 if not).
+void check_directory_can_be_created(const std::string& directory, const std::string& path);
+
 // fsync of every file and folder under `path` (and `path` itself), so that a rename that
 // publishes them comes after their data is on disk. Failure: Error (exit 1) naming the file.
 void sync_tree(const std::string& path);
