@@ -174,9 +174,10 @@ for i, path in enumerate(configs):
 write("config", "flow", "{algorithm: sft, student: {path: m}, data: {train_file: d.jsonl}}")
 
 # ---- dataset -------------------------------------------------------------------------------
-datasets = sorted(glob.glob(os.path.join(ROOT, "examples", "*.jsonl")) +
-                  glob.glob(os.path.join(ROOT, "tests", "**", "*.jsonl"), recursive=True))
-for path in datasets[:8]:
+datasets = sorted(glob.glob(os.path.join(ROOT, "examples", "*.jsonl"))) + [
+    os.path.join(ROOT, "tests", "golden", "lens", "lens_dump.jsonl"),
+    os.path.join(ROOT, "tests", "golden", "sft", "metrics.jsonl")]
+for path in datasets:
     lines = open(path, "rb").read().splitlines(keepends=True)[:6]
     write("dataset", os.path.basename(path), b"".join(lines))
 write("dataset", "messages", "\n".join(json.dumps(r) for r in [
@@ -245,3 +246,17 @@ bodies = [
 for i, body in enumerate(bodies):
     write("serve_request", "body-%d" % i, json.dumps(body))
 write("serve_request", "not-json", "{\"prompt\": ")
+
+# ---- tokenizer_dir (byte 0: 0 tokenizer_config.json, 1 generation_config.json, 2 tokenizer.model)
+base = os.path.join(ROOT, "tests", "fuzz", "tokenizer_dir")
+write("tokenizer_dir", "config-gopd", b"\x00" + open(os.path.join(base, "tokenizer_config.json"), "rb").read())
+for name in ("qwen3", "mistral"):
+    path = os.path.join(ROOT, "tests", "assets", "tokenizers", name, "tokenizer_config.json")
+    write("tokenizer_dir", "config-" + name, b"\x00" + open(path, "rb").read())
+gopd_config = json.load(open(os.path.join(base, "tokenizer_config.json")))
+gopd_config["gopd_chat_format"] = "qwen3"
+gopd_config.pop("chat_template", None)
+write("tokenizer_dir", "config-chat-format", b"\x00" + json.dumps(gopd_config).encode())
+write("tokenizer_dir", "generation-one", b"\x01" + json.dumps({"bos_token_id": 1, "eos_token_id": 2}).encode())
+write("tokenizer_dir", "generation-list", b"\x01" + json.dumps({"eos_token_id": [2, 3], "pad_token_id": 0}).encode())
+write("tokenizer_dir", "model", b"\x02" + open(os.path.join(base, "tokenizer.model"), "rb").read())

@@ -21,6 +21,7 @@
   X(safetensors)             \
   X(checkpoint_index)        \
   X(tokenizer)               \
+  X(tokenizer_dir)           \
   X(config)                  \
   X(dataset)                 \
   X(model_config)            \
