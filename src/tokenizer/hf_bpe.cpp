@@ -160,9 +160,17 @@ void BpeModel::load_vocab(const Json& config, BpeTables* tables, const Source& s
   });
   token_spans_.assign(static_cast<size_t>(max_id + 1), {kNoToken, 0});
   token_arena_.reserve(text_bytes);
+  // Two tokens with one id are refused: merges are keyed by id pairs (in HF tokenizers too), so
+  // a merge of one token would also apply to the other, and decoding could not tell them apart
+  // (found by fuzzing: the fast and plain paths then disagreed).
   vocab_.for_each([&](std::string_view token, int32_t id) {
     auto& span = token_spans_[static_cast<size_t>(id)];
-    if (span.first != kNoToken) return;  // two tokens with one id: keep one
+    if (span.first != kNoToken) {
+      const std::string other = token_arena_.substr(span.first, span.second);
+      core::throw_bad_input(source.file + ": model.vocab: tokens \"" + other + "\" and \"" +
+                            std::string(token) + "\" both have id " + std::to_string(id) +
+                            "; each id must name one token");
+    }
     span = {static_cast<uint32_t>(token_arena_.size()), static_cast<uint32_t>(token.size())};
     token_arena_.append(token);
   });

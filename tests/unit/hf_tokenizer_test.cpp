@@ -701,6 +701,11 @@ TEST(HfTokenizerRefusals, MalformedValuesNameTheKey) {
   Json bad_id = tiny_tokenizer({"a"});
   bad_id["model"]["vocab"]["b"] = "1";
   expect_bad_input([&] { build(bad_id); }, "model.vocab.b: expected a token id");
+  // Two tokens with one id (found by fuzzing: merges are keyed by id pairs, so the word cache
+  // and the plain path disagreed on such a file).
+  Json shared_id = tiny_tokenizer({"a", "b", "ab"}, {{"a", "b"}});
+  shared_id["model"]["vocab"]["c"] = 1;
+  expect_bad_input([&] { build(shared_id); }, "both have id 1; each id must name one token");
   Json bad_pair = tiny_tokenizer({"a", "b", "ab"}, {{"a", "b"}});
   bad_pair["model"]["merges"].push_back(3);
   expect_bad_input([&] { build(bad_pair); },
