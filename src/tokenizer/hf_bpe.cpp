@@ -154,10 +154,25 @@ void BpeModel::load_vocab(const Json& config, BpeTables* tables, const Source& s
   }
   int32_t max_id = -1;
   size_t text_bytes = 0;
+  std::string max_token;
+  size_t entries = 0;
   vocab_.for_each([&](std::string_view token, int32_t id) {
-    max_id = std::max(max_id, id);
+    if (id > max_id) {
+      max_id = id;
+      max_token = std::string(token);
+    }
     text_bytes += token.size();
+    ++entries;
   });
+  // Ids index a table (and set the vocabulary size): a stray huge id would cost gigabytes (found
+  // by fuzzing: one id near 2^31 made the loader allocate 16 GiB). Real files number their
+  // tokens 0 … N−1; gaps up to four times the entries are tolerated.
+  const int64_t id_limit = 4 * static_cast<int64_t>(entries) + 65536;
+  if (max_id >= id_limit) {
+    core::throw_bad_input(source.file + ": model.vocab: token \"" + max_token + "\" has id " +
+                          std::to_string(max_id) + ", far beyond the " + std::to_string(entries) +
+                          " tokens of the vocabulary (ids are expected to run 0 … N-1)");
+  }
   token_spans_.assign(static_cast<size_t>(max_id + 1), {kNoToken, 0});
   token_arena_.reserve(text_bytes);
   // Two tokens with one id are refused: merges are keyed by id pairs (in HF tokenizers too), so

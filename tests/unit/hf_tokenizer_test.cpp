@@ -706,6 +706,10 @@ TEST(HfTokenizerRefusals, MalformedValuesNameTheKey) {
   Json shared_id = tiny_tokenizer({"a", "b", "ab"}, {{"a", "b"}});
   shared_id["model"]["vocab"]["c"] = 1;
   expect_bad_input([&] { build(shared_id); }, "both have id 1; each id must name one token");
+  // A stray huge id (found by fuzzing: the id table of 2^31 entries took 16 GiB).
+  Json huge_id = tiny_tokenizer({"a", "b"});
+  huge_id["model"]["vocab"]["c"] = 2000000000;
+  expect_bad_input([&] { build(huge_id); }, "token \"c\" has id 2000000000, far beyond the 3 tokens");
   Json bad_pair = tiny_tokenizer({"a", "b", "ab"}, {{"a", "b"}});
   bad_pair["model"]["merges"].push_back(3);
   expect_bad_input([&] { build(bad_pair); },
