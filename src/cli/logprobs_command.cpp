@@ -68,7 +68,9 @@ Command add_logprobs_command(CLI::App& parent) {
 
   return {command, [options] {
             const std::vector<data::JsonlLine> lines = data::read_jsonl(options->input);
-            if (lines.empty()) core::throw_bad_input(options->input + ": no sequences to score (the file has no JSON lines)");
+            if (lines.empty()) {
+              core::throw_bad_input(options->input + ": no sequences to score (the file has no JSON lines)");
+            }
             model::Transformer transformer = model::load_model(options->model);
             const int64_t vocab_size = transformer->config().vocab_size;
             std::unique_ptr<tokenizer::Tokenizer> tokenizer;

@@ -39,7 +39,9 @@ Command add_reward_command(CLI::App& parent) {
 
   return {command, [options] {
             const std::vector<data::JsonlLine> lines = data::read_jsonl(options->input);
-            if (lines.empty()) core::throw_bad_input(options->input + ": no responses to score (the file has no JSON lines)");
+            if (lines.empty()) {
+              core::throw_bad_input(options->input + ": no responses to score (the file has no JSON lines)");
+            }
             std::vector<nlohmann::json> values;
             std::vector<std::string> sources;
             for (const data::JsonlLine& line : lines) {

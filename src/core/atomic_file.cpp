@@ -5,9 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
-
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "gopd/core/error.h"
@@ -111,6 +110,14 @@ void check_directory_can_be_created(const std::string& directory, const std::str
     throw_bad_input(path + ": cannot create directory " + directory + ": " + existing.string() +
                     ": " + std::error_code(errno, std::generic_category()).message() +
                     " (check the path and its permissions)");
+  }
+}
+
+void remove_stale_temporary(const std::string& path) {
+  std::error_code error;
+  std::filesystem::remove_all(path, error);
+  if (error && error != std::errc::not_a_directory && error != std::errc::no_such_file_or_directory) {
+    throw_runtime_failure(path + ": cannot remove a stale temporary: " + error.message());
   }
 }
 

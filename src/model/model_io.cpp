@@ -127,11 +127,7 @@ void save_model(Transformer& model, const std::string& directory,
     core::throw_bad_input(target.string() + ": exists and is not a directory");
   }
   const fs::path temporary = target.string() + ".tmp." + std::to_string(::getpid());
-  std::error_code stale;
-  fs::remove_all(temporary, stale);
-  if (stale && stale != std::errc::not_a_directory && stale != std::errc::no_such_file_or_directory) {
-    core::throw_runtime_failure(temporary.string() + ": cannot remove a stale temporary: " + stale.message());
-  }
+  core::remove_stale_temporary(temporary.string());
   core::create_directories_for(temporary.string(), target.string());
   try {
     std::vector<std::pair<std::string, torch::Tensor>> tensors;

@@ -154,12 +154,12 @@ void BpeModel::load_vocab(const Json& config, BpeTables* tables, const Source& s
   }
   int32_t max_id = -1;
   size_t text_bytes = 0;
-  std::string max_token;
+  std::string_view max_token;  // into vocab_, which outlives the check
   size_t entries = 0;
   vocab_.for_each([&](std::string_view token, int32_t id) {
     if (id > max_id) {
       max_id = id;
-      max_token = std::string(token);
+      max_token = token;
     }
     text_bytes += token.size();
     ++entries;
@@ -169,7 +169,7 @@ void BpeModel::load_vocab(const Json& config, BpeTables* tables, const Source& s
   // tokens 0 … N−1; gaps up to four times the entries are tolerated.
   const int64_t id_limit = 4 * static_cast<int64_t>(entries) + 65536;
   if (max_id >= id_limit) {
-    core::throw_bad_input(source.file + ": model.vocab: token \"" + max_token + "\" has id " +
+    core::throw_bad_input(source.file + ": model.vocab: token \"" + std::string(max_token) + "\" has id " +
                           std::to_string(max_id) + ", far beyond the " + std::to_string(entries) +
                           " tokens of the vocabulary (ids are expected to run 0 … N-1)");
   }

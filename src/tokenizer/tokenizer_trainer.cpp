@@ -220,11 +220,7 @@ void check_output_directory(const fs::path& out) {
 class TemporaryDirectory {
  public:
   explicit TemporaryDirectory(fs::path path) : path_(std::move(path)) {
-    std::error_code error;
-    fs::remove_all(path_, error);
-    if (error && error != std::errc::not_a_directory && error != std::errc::no_such_file_or_directory) {
-      core::throw_runtime_failure(path_.string() + ": cannot remove a stale temporary: " + error.message());
-    }
+    core::remove_stale_temporary(path_.string());
     core::create_directories_for(path_.string(), path_.string());
   }
   ~TemporaryDirectory() {

@@ -102,11 +102,35 @@ std::string previous_checkpoint(const std::string& directory) {
   return found.empty() ? std::string("none") : found.back().second.filename().string();
 }
 
-}  // namespace
+// The checkpoint's files in `partial`; the state file last, as its presence marks it complete.
+void write_checkpoint(const fs::path& partial, const CheckpointState& state, model::Transformer& model,
+                      const torch::optim::Optimizer& optimizer, const std::string& tokenizer_directory,
+                      torch::ScalarType save_dtype) {
+  fs::create_directories(partial.parent_path());
+  fs::remove_all(partial);
+  model::save_model(model, partial.string(), tokenizer_directory, 5'000'000'000, save_dtype);
+  if (save_dtype != torch::ScalarType::Undefined &&
+      save_dtype != model->output_weight().scalar_type()) {
+    model::save_model(model, (partial / kMasterDirectory).string());
+  }
+  save_torch(optimizer, partial / kOptimizerFile);
+  {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    save_torch(generator.get_state(), partial / kRngFile);
+  }
+  const nlohmann::json json = {{"step", state.step},
+                               {"epoch", state.epoch},
+                               {"cursor", state.cursor},
+                               {"optimizer_steps", state.optimizer_steps},
+                               {"skipped_steps", state.skipped_steps},
+                               {"nonfinite_in_a_row", state.nonfinite_in_a_row},
+                               {"algorithm", state.algorithm}};
+  // Written last: its presence marks the checkpoint complete.
+  core::write_file_atomically((partial / kStateFile).string(), json.dump(2) + "\n");
+}
 
-static void write_checkpoint(const fs::path& partial, const CheckpointState& state,
-                             model::Transformer& model, const torch::optim::Optimizer& optimizer,
-                             const std::string& tokenizer_directory, torch::ScalarType save_dtype);
+}  // namespace
 
 std::string save_checkpoint(const std::string& checkpoints_directory, const CheckpointState& state,
                             model::Transformer& model, const torch::optim::Optimizer& optimizer,
@@ -132,33 +156,6 @@ std::string save_checkpoint(const std::string& checkpoints_directory, const Chec
         ") is intact: free space (or fix the folder), then continue with --resume auto");
   }
   return target.string();
-}
-
-static void write_checkpoint(const fs::path& partial, const CheckpointState& state,
-                             model::Transformer& model, const torch::optim::Optimizer& optimizer,
-                      const std::string& tokenizer_directory, torch::ScalarType save_dtype) {
-  fs::create_directories(partial.parent_path());
-  fs::remove_all(partial);
-  model::save_model(model, partial.string(), tokenizer_directory, 5'000'000'000, save_dtype);
-  if (save_dtype != torch::ScalarType::Undefined &&
-      save_dtype != model->output_weight().scalar_type()) {
-    model::save_model(model, (partial / kMasterDirectory).string());
-  }
-  save_torch(optimizer, partial / kOptimizerFile);
-  {
-    at::Generator generator = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    save_torch(generator.get_state(), partial / kRngFile);
-  }
-  const nlohmann::json json = {{"step", state.step},
-                               {"epoch", state.epoch},
-                               {"cursor", state.cursor},
-                               {"optimizer_steps", state.optimizer_steps},
-                               {"skipped_steps", state.skipped_steps},
-                               {"nonfinite_in_a_row", state.nonfinite_in_a_row},
-                               {"algorithm", state.algorithm}};
-  // Written last: its presence marks the checkpoint complete.
-  core::write_file_atomically((partial / kStateFile).string(), json.dump(2) + "\n");
 }
 
 std::string latest_checkpoint(const std::string& checkpoints_directory) {

@@ -41,6 +41,10 @@ bool is_path_error(const std::error_code& error);
 // exit 2 for a path error, 1 otherwise.
 void create_directories_for(const std::string& directory, const std::string& path);
 
+// Removes a temporary an earlier, killed process may have left at `path`; nothing there (or a
+// parent that is not a directory, reported when the directory is created) is not an error.
+void remove_stale_temporary(const std::string& path);
+
 // The same check without creating anything, for commands that write only after long work:
 // the nearest existing ancestor of `directory` must be a writable directory (exit 2 if not).
 void check_directory_can_be_created(const std::string& directory, const std::string& path);
