@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD_DIR ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test demo rlvr-demo bench fuzz gpu-bundle format clean
+.PHONY: all setup configure build test demo rlvr-demo bench fuzz golden-cpus gpu-bundle format clean
 
 all: build
 
@@ -34,6 +34,12 @@ bench: setup build
 # FUZZ_ARGS passes more, e.g. FUZZ_ARGS="--runs 1000000 tokenizer". See scripts/fuzz.sh.
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZ_ARGS)
+
+# Runs the golden runs natively and under qemu-user emulating Intel and AMD processors: the
+# same bits on each (scripts/golden_cpus.sh; GOLDEN_CPUS="Haswell-v4 EPYC ..." picks models).
+golden-cpus: setup build
+	@bash scripts/setup.sh --qemu
+	@BUILD_DIR=$(BUILD_DIR) bash scripts/golden_cpus.sh $(GOLDEN_CPUS)
 
 # Packs what scripts/gpu_check.sh runs on a GPU machine without network (.gpu_bundle/).
 gpu-bundle: setup build

@@ -31,14 +31,19 @@ packages=(
 )
 # `make fuzz` (scripts/fuzz.sh) also needs clang and its libFuzzer/sanitizer runtimes; it asks
 # for them with --fuzz and needs nothing from the venv.
+# `make golden-cpus` (scripts/golden_cpus.sh) needs qemu-user, asked for with --qemu.
 fuzz_only=0
-if [[ $# -gt 1 || ( $# -eq 1 && "$1" != "--fuzz" ) ]]; then
-  echo "setup: unknown arguments: $*; the only option is --fuzz (what make fuzz needs)" >&2
+if [[ $# -gt 1 || ( $# -eq 1 && "$1" != "--fuzz" && "$1" != "--qemu" ) ]]; then
+  echo "setup: unknown arguments: $*; the options are --fuzz (what make fuzz needs) and" \
+       "--qemu (what make golden-cpus needs)" >&2
   exit 2
 fi
 if [[ "${1:-}" == "--fuzz" ]]; then
   packages=(build-essential cmake pkg-config libsentencepiece-dev libpcre2-dev libicu-dev
             nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev clang libclang-rt-dev)
+  fuzz_only=1
+elif [[ "${1:-}" == "--qemu" ]]; then
+  packages=(qemu-user)
   fuzz_only=1
 fi
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "gopd/core/error.h"
+#include "gopd/kernels/adamw.h"
 
 namespace gopd::dist {
 namespace {
@@ -224,7 +225,7 @@ void ShardedAdamW::discard_gradient() { shard_.mutable_grad() = torch::Tensor();
 void ShardedAdamW::step(double lr) {
   for (auto& group : optimizer_->param_groups())
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-  optimizer_->step();
+  kernels::adamw_step(*optimizer_);
   shard_.mutable_grad() = torch::Tensor();
   const auto start = Clock::now();
   torch::NoGradGuard no_grad;

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "gopd/core/error.h"
+#include "gopd/kernels/adamw.h"
 #include "gopd/train/checkpoint.h"
 #include "gopd/train/lr_schedule.h"
 
@@ -235,7 +236,7 @@ bool Updater::apply(int64_t step, double loss, double& grad_norm) {
     if (factor < 1) sharded_->scale_gradient(factor);
     sharded_->step(lr);
   } else {
-    optimizer_->step();
+    kernels::adamw_step(*optimizer_);
   }
   ++counters_.applied;
   return true;

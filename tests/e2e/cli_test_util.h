@@ -32,11 +32,12 @@ inline std::string read_file(const std::filesystem::path& path) {
 
 // Runs `gopd ARGS` with stdout discarded and stderr captured in `scratch`/stderr.txt (returned
 // through `stderr_text` when given); returns the exit code, −1 if killed by a signal.
+// `launcher`, when given, is the command that runs the binary (an emulator, say).
 inline int run_cli(const std::string& args, const std::filesystem::path& scratch,
-                   std::string* stderr_text = nullptr) {
+                   std::string* stderr_text = nullptr, const std::string& launcher = "") {
   const std::string err = (scratch / "stderr.txt").string();
-  const std::string command = std::string("cd '") + GOPD_SOURCE_DIR + "' && '" + GOPD_BINARY + "' " + args +
-                              " > /dev/null 2> '" + err + "'";
+  const std::string command = std::string("cd '") + GOPD_SOURCE_DIR + "' && " + launcher + " '" +
+                              GOPD_BINARY + "' " + args + " > /dev/null 2> '" + err + "'";
   const int status = std::system(command.c_str());
   if (stderr_text != nullptr) {
     std::ifstream input(err);

@@ -8,9 +8,15 @@
 //
 //   GOPD_GOLDEN_RECORD=1 build/gopd_e2e_tests --gtest_filter='GoldenRuns.*'
 //
-// Reproducible across x86-64 machines: every gopd process of this test runs on one thread with
-// ATen's kernels pinned to their AVX2 build (ATEN_CPU_CAPABILITY) and MKL to its AVX2 code path
-// (MKL_CBWR), which give the same bits on any AVX2 CPU, Intel or AMD.
+// Reproducible across x86-64 machines, Intel or AMD: every gopd process of this test runs on one
+// thread with ATen's kernels pinned to their AVX2 build (ATEN_CPU_CAPABILITY) and MKL to its
+// processor-independent code path (MKL_CBWR=COMPATIBLE; MKL ignores MKL_CBWR=AVX2 on an AMD
+// processor, and its AVX2 GEMMs on an Intel one round differently from those it picks on an
+// AMD one), and AdamW takes the correctly rounded square root (kernels/adamw.h), not MKL's
+// vector-math one, whose last bit depends on the processor even in COMPATIBLE mode.
+// scripts/golden_cpus.sh checks this: it runs these tests with every gopd process under
+// qemu-user emulating an Intel Haswell, an Intel Skylake server and an AMD EPYC
+// (GOPD_GOLDEN_CPU=<qemu CPU model>).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -32,8 +38,14 @@ namespace fs = std::filesystem;
 const fs::path kDir = fs::temp_directory_path() / ("gopd_golden_" + std::to_string(getpid()));
 const fs::path kGolden = fs::path(GOPD_SOURCE_DIR) / "tests/golden";
 
+// Each gopd process runs natively, or under qemu-user emulating GOPD_GOLDEN_CPU (a qemu CPU
+// model: Haswell-v4, Skylake-Server, EPYC, ...), which shows that another processor gives the
+// same bits.
 int run(const std::string& args, std::string* stderr_text = nullptr) {
-  return gopd::test::run_cli(args, kDir, stderr_text);
+  const char* cpu = std::getenv("GOPD_GOLDEN_CPU");
+  const std::string launcher =
+      cpu != nullptr && *cpu != '\0' ? "qemu-x86_64 -cpu '" + std::string(cpu) + "'" : "";
+  return gopd::test::run_cli(args, kDir, stderr_text, launcher);
 }
 
 // SHA-256 of a file, by coreutils' sha256sum ("" if it cannot be read).
@@ -65,7 +77,7 @@ class GoldenRuns : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     setenv("ATEN_CPU_CAPABILITY", "avx2", 1);
-    setenv("MKL_CBWR", "AVX2", 1);
+    setenv("MKL_CBWR", "COMPATIBLE", 1);
     setenv("OMP_NUM_THREADS", "1", 1);
     setenv("MKL_NUM_THREADS", "1", 1);
     fs::remove_all(kDir);

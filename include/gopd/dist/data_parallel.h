@@ -48,8 +48,8 @@ class GradientAllReduce {
 
 // ZeRO-1 AdamW: the parameters, flattened in order and padded to a multiple of the world size,
 // are cut into one contiguous slice per rank; a rank keeps the AdamW moments of its slice only,
-// updates it and all-gathers the updated weights. The same arithmetic as torch::optim::AdamW
-// on every element.
+// updates it and all-gathers the updated weights. The same arithmetic as the unsharded step
+// (kernels/adamw.h) on every element.
 class ShardedAdamW {
  public:
   ShardedAdamW(std::vector<torch::Tensor> parameters, const torch::optim::AdamWOptions& options,
