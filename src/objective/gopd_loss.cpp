@@ -8,6 +8,8 @@
 // algebraically the DESIGN formula, so that λ = 1 reproduces standard OPD bit for bit.
 #include "gopd/objective/gopd_loss.h"
 
+#include "gopd/kernels/adamw.h"
+
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -135,8 +137,9 @@ LossOutput gopd_sampled_token_loss(const torch::Tensor& logp, const GopdTokenLog
   const torch::Tensor old = logprobs.old.detach().to(advantage.scalar_type());          // (B, T)
   const torch::Tensor advantage_mean = aggregate(advantage, mask, LossAgg::token_mean);
   out.metrics["gopd/advantage_mean"] = advantage_mean;
-  out.metrics["gopd/advantage_std"] =
-      aggregate((advantage - advantage_mean).square(), mask, LossAgg::token_mean).sqrt();
+  // The correctly rounded root, not MKL's processor-dependent one (kernels/adamw.h).
+  out.metrics["gopd/advantage_std"] = kernels::correctly_rounded_sqrt(
+      aggregate((advantage - advantage_mean).square(), mask, LossAgg::token_mean));
   out.metrics["gopd/reverse_kl_estimate"] = aggregate(old - teacher, mask, LossAgg::token_mean);
   torch::Tensor reward;  // (B, T)
   if (logprobs.reference.defined()) {
