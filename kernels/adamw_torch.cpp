@@ -65,8 +65,9 @@ void adamw_step(torch::optim::AdamW& optimizer, bool reference_sqrt) {
         torch::max_out(state.max_exp_avg_sq(), state.exp_avg_sq(), state.max_exp_avg_sq());
         second = state.max_exp_avg_sq();
       }
+      // The root is a fresh tensor: scaled in place, one parameter-sized buffer per step.
       const torch::Tensor denominator =
-          (root(second) / std::sqrt(bias_correction2)).add_(options.eps());
+          root(second).div_(std::sqrt(bias_correction2)).add_(options.eps());
       parameter.addcdiv_(state.exp_avg(), denominator, -options.lr() / bias_correction1);
     }
   }

@@ -26,8 +26,15 @@ fi
 models=("$@")
 [[ ${#models[@]} -gt 0 ]] || models=(Haswell-v4 Skylake-Server EPYC)
 known=$(qemu-x86_64 -cpu help || true)  # qemu lists its CPU models, then exits with 1
+# qemu's description of a CPU model ("" if it has none), that of its first version for an alias.
+describe() {
+  local text
+  text=$(awk -v m="$1" '$2 == m {$1 = $2 = ""; sub(/^ +/, ""); print}' <<< "$known")
+  [[ $text != "(alias"* ]] || text=$(describe "$1-v1")
+  echo "$text"
+}
 for model in "${models[@]}"; do
-  if ! awk -v m="$model" '$2 == m {found = 1} END {exit !found}' <<< "$known"; then
+  if [[ -z $(describe "$model") ]]; then
     echo "golden_cpus: qemu-x86_64 knows no CPU model '$model' (qemu-x86_64 -cpu help)" >&2
     exit 2
   fi
@@ -38,22 +45,18 @@ for model in native "${models[@]}"; do
   log=$(mktemp)
   start=$(date +%s)
   status=0
-  if [[ $model == native ]]; then
-    "$tests" --gtest_filter='GoldenRuns.*' > "$log" 2>&1 || status=$?
-  else
-    GOPD_GOLDEN_CPU=$model "$tests" --gtest_filter='GoldenRuns.*' > "$log" 2>&1 || status=$?
-  fi
+  # An empty GOPD_GOLDEN_CPU runs gopd natively.
+  GOPD_GOLDEN_CPU=${model/#native/} "$tests" --gtest_filter='GoldenRuns.*' > "$log" 2>&1 || status=$?
   seconds=$(( $(date +%s) - start ))
   passed=$(grep -c '^\[       OK \]' "$log" || true)
   ran=$(grep -c '^\[ RUN      \]' "$log" || true)
-  vendor=$(grep -m1 -o 'GenuineIntel\|AuthenticAMD' /proc/cpuinfo || echo unknown)
-  if [[ $model != native ]]; then  # qemu's description, that of the first version for an alias
-    describe() { awk -v m="$1" '$2 == m {$1 = $2 = ""; sub(/^ +/, ""); print}' <<< "$known"; }
-    vendor=$(describe "$model")
-    [[ $vendor != "(alias"* ]] || vendor=$(describe "$model-v1")
+  if [[ $model == native ]]; then
+    description=$(grep -m1 -o 'GenuineIntel\|AuthenticAMD' /proc/cpuinfo || echo unknown)
+  else
+    description=$(describe "$model")
   fi
   printf '{"bench": "golden_cpus", "cpu": "%s", "description": "%s", "passed": %d, "ran": %d, "seconds": %d}\n' \
-    "$model" "${vendor//\"/}" "$passed" "$ran" "$seconds"
+    "$model" "${description//\"/}" "$passed" "$ran" "$seconds"
   if [[ $status -ne 0 || $passed -ne $ran || $ran -eq 0 ]]; then
     failed=1
     grep -E '^\[  FAILED  \]|differ' "$log" | sort -u | head -20 >&2
